@@ -1,0 +1,187 @@
+/* tapejit.h: the one public header of tapejit, a deep-learning runtime in C.
+ *
+ * Handles are opaque. Every function that returns a tensor returns NULL on failure and
+ * keeps the first error (tj_error_code, tj_last_error); a NULL tensor given to an op gives
+ * NULL again and leaves the first error alone, so a chain of ops is checked once.
+ * State (scopes, tapes, error, RNG) is per thread. Nothing aborts on user input. */
+#ifndef TAPEJIT_H
+#define TAPEJIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TJ_VERSION_MAJOR 0
+#define TJ_VERSION_MINOR 1
+#define TJ_VERSION_PATCH 0
+
+/* ---- dtypes and shapes ------------------------------------------------------------- */
+
+typedef enum { TJ_F32, TJ_F64, TJ_I32 } tj_dtype;
+
+#define TJ_MAX_DIMS 8
+typedef struct { int ndim; int64_t dim[TJ_MAX_DIMS]; } tj_shape;
+
+/* TJ_SHAPE(2, 3) -> {2, {2, 3}}; TJ_SHAPE() is a scalar (rank 0). */
+#define TJ_SHAPE(...) ((tj_shape){ \
+    (int)(sizeof((int64_t[]){0, ##__VA_ARGS__}) / sizeof(int64_t) - 1), {__VA_ARGS__}})
+
+typedef struct tj_tensor tj_tensor;
+typedef struct tj_tape tj_tape;
+typedef struct tj_function tj_function;
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+typedef enum {
+    TJ_OK = 0,
+    TJ_ERR_ARG,      /* a bad argument: NULL, out-of-range axis, bad rate, ... */
+    TJ_ERR_SHAPE,    /* shapes that do not fit the op */
+    TJ_ERR_DTYPE,    /* dtypes that do not fit the op */
+    TJ_ERR_VALUE,    /* a bad value inside a tensor: index out of range, integer division by 0 */
+    TJ_ERR_OOM,      /* an allocation failed */
+    TJ_ERR_STALE,    /* a tensor used after its scope ended, or a freed variable */
+    TJ_ERR_STATE,    /* a call at the wrong time: scope_end without scope_begin, ... */
+    TJ_ERR_TAPE,     /* tape misuse: second gradient of a non-persistent tape, ... */
+    TJ_ERR_IO        /* a file could not be read or written */
+} tj_error;
+
+int          tj_error_code(void);        /* first error since tj_clear_error, 0 if none */
+const char  *tj_last_error(void);        /* its message ("" if none); valid until the next clear */
+void         tj_clear_error(void);
+
+/* ---- memory ------------------------------------------------------------------------ */
+
+/* All of tapejit's memory goes through one hook, as lua_Alloc: nsize 0 frees ptr and
+ * returns NULL; otherwise behaves as realloc(ptr, nsize) (ptr NULL: malloc). osize is the
+ * old size when ptr is not NULL. Returning NULL for nsize > 0 is an allocation failure,
+ * which tapejit reports as TJ_ERR_OOM. Set it before creating any tensor. NULL restores
+ * the default (realloc/free). */
+typedef void *(*tj_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+void tj_set_allocator(tj_alloc_fn fn, void *ud);
+
+/* ---- tensors: every returned tensor belongs to the innermost scope ------------------ */
+
+tj_tensor *tj_tensor_from(tj_dtype dt, tj_shape shape, const void *data);  /* copies data */
+tj_tensor *tj_zeros(tj_dtype dt, tj_shape shape);
+tj_tensor *tj_ones(tj_dtype dt, tj_shape shape);
+tj_tensor *tj_full(tj_dtype dt, tj_shape shape, double value);
+tj_tensor *tj_scalar(double value);                     /* f32, rank 0 */
+tj_tensor *tj_rand_uniform(tj_shape shape, double lo, double hi);   /* f32, in [lo, hi) */
+tj_tensor *tj_rand_normal(tj_shape shape, double mean, double stddev);
+/* Seeds this thread's counter-based generator (Philox-4x32-10). A draw depends only on
+ * the seed and on how many values were drawn before it, never on threads or timing. */
+void       tj_seed(uint64_t seed);
+/* The generator's position (values drawn since tj_seed), for checkpoints. */
+uint64_t   tj_rng_offset(void);
+void       tj_rng_set_state(uint64_t seed, uint64_t offset);
+
+tj_dtype    tj_tensor_dtype(const tj_tensor *t);        /* TJ_F32 for NULL (and an error) */
+tj_shape    tj_tensor_shape(const tj_tensor *t);        /* ndim -1 for NULL or a stale tensor */
+int64_t     tj_tensor_numel(const tj_tensor *t);        /* -1 for NULL or a stale tensor */
+const void *tj_tensor_data(const tj_tensor *t);         /* contiguous, row-major; NULL on error */
+double      tj_item(const tj_tensor *t);                /* one-element tensor; NaN on error */
+void        tj_print(const tj_tensor *t);               /* values, shape, dtype, to stdout */
+/* Formats as tj_print does (no newline) into buf; returns the full length like snprintf,
+ * or -1 on error. */
+int         tj_snprint(char *buf, size_t size, const tj_tensor *t);
+const char *tj_dtype_name(tj_dtype dt);                 /* "float32", "float64", "int32" */
+/* Floats to int32 truncate toward zero and saturate; NaN becomes 0. */
+tj_tensor  *tj_cast(tj_tensor *t, tj_dtype dt);
+
+/* ---- scopes -------------------------------------------------------------------------- */
+
+void       tj_scope_begin(void);
+int        tj_scope_end(void);                          /* frees what the scope owns */
+tj_tensor *tj_keep(tj_tensor *t);                       /* hand t to the enclosing scope */
+
+/* ---- variables: persistent, trainable, watched by every active tape ------------------ */
+
+tj_tensor  *tj_variable(tj_tensor *init, const char *name);  /* copies init; NULL name ok */
+int         tj_assign(tj_tensor *var, tj_tensor *value);     /* same dtype and shape */
+void        tj_variable_free(tj_tensor *var);
+const char *tj_variable_name(const tj_tensor *var);
+
+/* ---- ops ------------------------------------------------------------------------------
+ * Binary elementwise ops broadcast as numpy does. Operands share a dtype, except that a
+ * rank-0 f32 tensor (tj_scalar) takes the other operand's dtype. Axes may be negative.
+ * Comparisons return 0/1 in the operands' dtype. int32 arithmetic wraps; int32 division
+ * truncates toward zero, and a zero divisor is an error. */
+
+tj_tensor *tj_add(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_sub(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_mul(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_div(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_pow(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_maximum(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_minimum(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_greater(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_less(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_equal(tj_tensor *a, tj_tensor *b);
+tj_tensor *tj_where(tj_tensor *cond, tj_tensor *a, tj_tensor *b);  /* cond != 0 ? a : b */
+
+tj_tensor *tj_neg(tj_tensor *a);
+tj_tensor *tj_exp(tj_tensor *a);
+tj_tensor *tj_log(tj_tensor *a);
+tj_tensor *tj_sqrt(tj_tensor *a);
+tj_tensor *tj_abs(tj_tensor *a);
+tj_tensor *tj_tanh(tj_tensor *a);
+tj_tensor *tj_sigmoid(tj_tensor *a);
+tj_tensor *tj_relu(tj_tensor *a);
+
+tj_tensor *tj_matmul(tj_tensor *a, tj_tensor *b);  /* (..., m, k) @ (..., k, n); batch dims broadcast */
+
+/* Reductions; naxes 0 reduces all axes. */
+tj_tensor *tj_sum(tj_tensor *t, int naxes, const int *axes, bool keepdims);
+tj_tensor *tj_mean(tj_tensor *t, int naxes, const int *axes, bool keepdims);
+tj_tensor *tj_max(tj_tensor *t, int naxes, const int *axes, bool keepdims);
+tj_tensor *tj_argmax(tj_tensor *t, int axis);                 /* I32, first of ties */
+
+tj_tensor *tj_reshape(tj_tensor *t, tj_shape shape);          /* one dim may be -1 */
+tj_tensor *tj_transpose(tj_tensor *t, const int *perm);       /* NULL perm reverses */
+tj_tensor *tj_broadcast_to(tj_tensor *t, tj_shape shape);
+tj_tensor *tj_concat(int n, tj_tensor *const *ts, int axis);
+tj_tensor *tj_slice(tj_tensor *t, const int64_t *begin, const int64_t *size);  /* size -1: to the end */
+tj_tensor *tj_gather(tj_tensor *t, tj_tensor *indices /* I32 */, int axis);
+tj_tensor *tj_softmax(tj_tensor *t, int axis);
+tj_tensor *tj_log_softmax(tj_tensor *t, int axis);
+/* Zeroes each element with probability rate and scales the rest by 1/(1-rate); the mask
+ * comes from the counter-based generator. Not training (or rate 0): returns t. */
+tj_tensor *tj_dropout(tj_tensor *t, double rate, bool training);
+/* The same values, never differentiated through. */
+tj_tensor *tj_stop_gradient(tj_tensor *t);
+
+/* ---- tapes ----------------------------------------------------------------------------- */
+
+#define TJ_TAPE_PERSISTENT 1u
+
+tj_tape   *tj_tape_begin(unsigned flags);               /* starts recording */
+void       tj_tape_watch(tj_tape *tape, tj_tensor *t);
+void       tj_tape_stop(tj_tape *tape);                 /* stop recording, keep records */
+/* grads[i] = d sum(target) / d sources[i]; a source the target does not depend on gets
+ * zeros of its shape. Returns 0 on success. The gradients belong to the innermost scope.
+ * A non-persistent tape allows one call. */
+int        tj_tape_gradient(tj_tape *tape, tj_tensor *target,
+                            int n, tj_tensor *const *sources, tj_tensor **grads);
+void       tj_tape_free(tj_tape *tape);
+/* Pause every tape of this thread for a region; regions nest. */
+void       tj_no_grad_begin(void);
+void       tj_no_grad_end(void);
+
+/* ---- threads and BLAS ------------------------------------------------------------------- */
+
+/* Threads for eager kernels and BLAS (default: env TJ_THREADS, else 1). Results do not
+ * depend on the count. */
+int         tj_set_threads(int n);
+int         tj_threads(void);
+/* Which BLAS and kernels matmul uses, e.g. "OpenBLAS 0.3.21 core=SkylakeX (chosen by
+ * tapejit: CPU has AVX-512)". */
+const char *tj_blas_info(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,247 @@
+/* tape.c: gradient tapes. A tape owns a slot bit; a value is tracked by a tape when its
+ * bit is set on the tensor (watched, or the output of a recorded op with a tracked
+ * input); variables are tracked by every recording tape. tj_record appends one node per
+ * tape that tracks an input. The backward pass walks the nodes in reverse and calls each
+ * op's gradient rule, which uses ops, so another tape may record it (higher order).
+ * A tape holds references to everything it recorded and clears its bit when freed. */
+#include "ops/op.h"
+
+#include <string.h>
+
+/* Nodes are bump-allocated in chunks and freed together. */
+#define ARENA_CHUNK 16384
+typedef struct chunk { struct chunk *prev; size_t used, cap; char mem[]; } chunk;
+
+struct tj_tape {
+    chunk   *arena;
+    unsigned flags;
+    int      slot;
+    bool     used;              /* a gradient was taken (non-persistent: final) */
+    tj_node **nodes;
+    int64_t  n, cap;
+    tensor **watched;
+    int64_t  nw, capw;
+};
+
+static bool grows(void **arr, int64_t *cap, int64_t n, size_t elem) {
+    if (n < *cap) return true;
+    int64_t nc = *cap ? 2 * *cap : 64;
+    void *p = tj_mem_realloc(*arr, (size_t)*cap * elem, (size_t)nc * elem);
+    if (!p) return false;
+    *arr = p;
+    *cap = nc;
+    return true;
+}
+
+static size_t node_size(int nin) {
+    return (sizeof(tj_node) + sizeof(tensor *) * (size_t)nin + 15) & ~(size_t)15;
+}
+
+static void *arena_alloc(tj_tape *tape, size_t n) {
+    chunk *c = tape->arena;
+    if (!c || c->used + n > c->cap) {
+        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;   /* a huge concat gets its own chunk */
+        chunk *nc = tj_mem_alloc(sizeof(chunk) + cap);
+        if (!nc) return NULL;
+        nc->prev = c;
+        nc->used = 0;
+        nc->cap = cap;
+        tape->arena = c = nc;
+    }
+    void *p = c->mem + c->used;
+    c->used += n;
+    return p;
+}
+
+static void arena_free(tj_tape *tape) {
+    for (chunk *c = tape->arena, *prev; c; c = prev) {
+        prev = c->prev;
+        tj_mem_free(c, sizeof(chunk) + c->cap);
+    }
+    tape->arena = NULL;
+}
+
+static int add_node(tj_tape *tape, tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr) {
+    if (!grows((void **)&tape->nodes, &tape->cap, tape->n, sizeof(tj_node *))) return TJ_ERR_OOM;
+    tj_node *n = arena_alloc(tape, node_size(nin));
+    if (!n) return TJ_ERR_OOM;
+    n->op = op;
+    n->nin = nin;
+    n->out = out;
+    if (attr) n->attr = *attr;
+    tj_tensor_ref(out);
+    for (int i = 0; i < nin; i++) { n->in[i] = in[i]; tj_tensor_ref(in[i]); }
+    tape->nodes[tape->n++] = n;
+    out->tape_mask |= 1u << tape->slot;
+    return 0;
+}
+
+int tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr) {
+    tj_thread *th = tj_thread_state();
+    uint32_t rec = th->no_grad ? 0 : th->recording;
+    if (!rec || !tj_ops[op]->grad || !tj_dtype_is_float(out->dtype)) return 0;
+    uint32_t m = 0;
+    for (int i = 0; i < nin; i++) m |= tj_is_variable(in[i]) ? rec : in[i]->tape_mask;
+    m &= rec;
+    while (m) {
+        int slot = __builtin_ctz(m);
+        m &= m - 1;
+        if (add_node(th->tapes[slot], op, nin, in, out, attr)) return TJ_ERR_OOM;
+    }
+    return 0;
+}
+
+/* Drops every record and watch, clearing this tape's bit on what it tracked. */
+static void release_records(tj_tape *tape) {
+    uint32_t keep = ~(1u << tape->slot);
+    for (int64_t i = 0; i < tape->n; i++) {
+        tj_node *n = tape->nodes[i];
+        n->out->tape_mask &= keep;
+        tj_tensor_unref(n->out);
+        for (int k = 0; k < n->nin; k++) tj_tensor_unref(n->in[k]);
+    }
+    arena_free(tape);
+    for (int64_t i = 0; i < tape->nw; i++) {
+        tape->watched[i]->tape_mask &= keep;
+        tj_tensor_unref(tape->watched[i]);
+    }
+    tj_mem_free(tape->nodes, sizeof(tj_node *) * (size_t)tape->cap);
+    tj_mem_free(tape->watched, sizeof(tensor *) * (size_t)tape->capw);
+    tape->nodes = NULL;
+    tape->watched = NULL;
+    tape->n = tape->cap = tape->nw = tape->capw = 0;
+}
+
+tj_tape *tj_tape_begin(unsigned flags) {
+    if (flags & ~TJ_TAPE_PERSISTENT)
+        return tj_err(TJ_ERR_ARG, "tape_begin: unknown flags 0x%x", flags), NULL;
+    tj_thread *th = tj_thread_state();
+    int slot = 0;
+    while (slot < TJ_MAX_TAPES && th->tapes[slot]) slot++;
+    if (slot == TJ_MAX_TAPES)
+        return tj_err(TJ_ERR_TAPE, "tape_begin: %d tapes exist in this thread already (free some)",
+                      TJ_MAX_TAPES), NULL;
+    tj_tape *tape = tj_mem_calloc(sizeof *tape);
+    if (!tape) return NULL;
+    tape->flags = flags;
+    tape->slot = slot;
+    th->tapes[slot] = tape;
+    th->recording |= 1u << slot;
+    return tape;
+}
+
+void tj_tape_watch(tj_tape *tape, tj_tensor *h) {
+    if (!tape) { tj_err(TJ_ERR_ARG, "tape_watch: tape is NULL"); return; }
+    tensor *t = tj_resolve(h, "tape_watch", 2);
+    if (!t) return;
+    if (!tj_dtype_is_float(t->dtype)) {
+        tj_err(TJ_ERR_DTYPE, "tape_watch: only float tensors can be watched, got %s", tj_dtype_name(t->dtype));
+        return;
+    }
+    uint32_t bit = 1u << tape->slot;
+    if (tj_is_variable(t) || (t->tape_mask & bit)) return;
+    if (!grows((void **)&tape->watched, &tape->capw, tape->nw, sizeof(tensor *))) return;
+    tj_tensor_ref(t);
+    tape->watched[tape->nw++] = t;
+    t->tape_mask |= bit;
+}
+
+void tj_tape_stop(tj_tape *tape) {
+    if (!tape) { tj_err(TJ_ERR_ARG, "tape_stop: tape is NULL"); return; }
+    tj_thread_state()->recording &= ~(1u << tape->slot);
+}
+
+void tj_tape_free(tj_tape *tape) {
+    if (!tape) return;
+    tj_thread *th = tj_thread_state();
+    release_records(tape);
+    th->recording &= ~(1u << tape->slot);
+    th->tapes[tape->slot] = NULL;
+    tj_mem_free(tape, sizeof *tape);
+}
+
+void tj_no_grad_begin(void) { tj_thread_state()->no_grad++; }
+
+void tj_no_grad_end(void) {
+    tj_thread *th = tj_thread_state();
+    if (th->no_grad == 0) { tj_err(TJ_ERR_STATE, "no_grad_end: no no_grad region is open"); return; }
+    th->no_grad--;
+}
+
+/* ---- backward ---------------------------------------------------------------------- */
+
+static int accumulate(tensor *t, tensor *g, uint64_t epoch) {
+    g = tj_t_sum_to(g, &t->shape);
+    if (!g) return -1;
+    if (t->bw_epoch != epoch) {
+        t->bw_epoch = epoch;
+        t->bw_grad = g;
+        return 0;
+    }
+    t->bw_grad = T_ADD(t->bw_grad, g);
+    return t->bw_grad ? 0 : -1;
+}
+
+static int backward(tj_tape *tape, tensor *target, uint64_t epoch) {
+    uint32_t bit = 1u << tape->slot;
+    tensor *seed = tj_t_full(target->dtype, &target->shape, 1.0);   /* sums a non-scalar target */
+    if (!seed) return -1;
+    target->bw_epoch = epoch;
+    target->bw_grad = seed;
+    for (int64_t i = tape->n - 1; i >= 0; i--) {
+        tj_node *n = tape->nodes[i];
+        if (n->out->bw_epoch != epoch) continue;
+        tensor *gin[n->nin > 0 ? n->nin : 1];
+        memset(gin, 0, sizeof(tensor *) * (size_t)n->nin);
+        if (tj_ops[n->op]->grad(n, n->out->bw_grad, gin)) return -1;
+        for (int k = 0; k < n->nin; k++) {
+            tensor *in = n->in[k];
+            if (!gin[k] || !(tj_is_variable(in) || (in->tape_mask & bit))) continue;
+            if (accumulate(in, gin[k], epoch)) return -1;
+        }
+    }
+    return 0;
+}
+
+int tj_tape_gradient(tj_tape *tape, tj_tensor *target_h, int n, tj_tensor *const *sources_h,
+                     tj_tensor **grads) {
+    if (!tape) return tj_err(TJ_ERR_ARG, "tape_gradient: tape is NULL");
+    if (n < 0 || (n > 0 && (!sources_h || !grads)))
+        return tj_err(TJ_ERR_ARG, "tape_gradient: %d sources but sources or grads is NULL", n);
+    for (int i = 0; i < n; i++) grads[i] = NULL;
+    if (tape->used && !(tape->flags & TJ_TAPE_PERSISTENT))
+        return tj_err(TJ_ERR_TAPE, "tape_gradient: a non-persistent tape computes gradients once; "
+                      "begin it with TJ_TAPE_PERSISTENT to call tape_gradient again");
+    tensor *target = tj_resolve(target_h, "tape_gradient", 2);
+    if (!target) return tj_error_code();
+    if (!tj_dtype_is_float(target->dtype))
+        return tj_err(TJ_ERR_DTYPE, "tape_gradient: target is %s, gradients need a float target",
+                      tj_dtype_name(target->dtype));
+    tensor *src[n > 0 ? n : 1];
+    for (int i = 0; i < n; i++)
+        if (!(src[i] = tj_resolve(sources_h[i], "tape_gradient: source", i + 1))) return tj_error_code();
+    tj_thread *th = tj_thread_state();
+    uint32_t bit = 1u << tape->slot, saved = th->recording;
+    th->recording &= ~bit;                  /* a tape does not record its own gradient */
+    uint64_t epoch = ++th->bw_epoch;
+    int rc = 0;
+    if (tj_is_variable(target) || (target->tape_mask & bit)) rc = backward(tape, target, epoch);
+    else target->bw_epoch = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        tensor *g = src[i]->bw_epoch == epoch ? src[i]->bw_grad
+                  : tj_t_full(src[i]->dtype, &src[i]->shape, src[i] == target ? 1.0 : 0.0);
+        if (!g) { rc = -1; break; }
+        grads[i] = tj_handle(g);
+    }
+    th->recording = saved;
+    tape->used = true;
+    if (!(tape->flags & TJ_TAPE_PERSISTENT)) {
+        release_records(tape);
+        th->recording &= ~bit;
+    }
+    if (rc) {
+        for (int i = 0; i < n; i++) grads[i] = NULL;
+        return tj_error_code() ? tj_error_code() : TJ_ERR_STATE;
+    }
+    return 0;
+}

@@ -1,0 +1,271 @@
+/* blas.c: the only file that includes <cblas.h>. Loads OpenBLAS with dlopen on first use
+ * (never linked at build time) so that its kernels can be chosen before its constructor
+ * runs: Debian's 0.3.21 reads OPENBLAS_CORETYPE only there and takes recent CPUs for SSE3
+ * "Prescott" (4-8x slower sgemm). A user's or system's OPENBLAS_CORETYPE, or an OpenBLAS
+ * the program loaded itself, is never overridden. Without OpenBLAS, plain C loops run.
+ * Needs _GNU_SOURCE (RTLD_NOLOAD, RTLD_DEFAULT, dladdr) and -ldl on old glibc. */
+#define _GNU_SOURCE
+#include "blas.h"
+
+#include "core.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* The types come from cblas.h, so a mismatch with the library's ABI is a compile error. */
+typedef __typeof__(cblas_sgemm) sgemm_fn;
+typedef __typeof__(cblas_dgemm) dgemm_fn;
+typedef char *name_fn(void);
+typedef void threads_fn(int);
+_Static_assert(sizeof(blasint) == sizeof(int), "libopenblas.so.0 takes 32-bit integers");
+
+static struct {
+    void       *handle;             /* kept open for the life of the process */
+    void       *sgemm_sym, *dgemm_sym;
+    sgemm_fn   *sgemm;              /* NULL: the C loops */
+    dgemm_fn   *dgemm;
+    threads_fn *set_threads;
+    char        info[640];
+} lib;
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static atomic_bool ready;           /* lib.set_threads may be called */
+
+/* ---- which kernels ---------------------------------------------------------------------
+ * The core tapejit asks for when nobody else decided: returns NULL to leave OpenBLAS's own
+ * detection. __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state. */
+static const char *choose_core(const char **why) {
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                  __builtin_cpu_supports("avx512cd");
+    bool avx2fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (__builtin_cpu_is("intel") && avx512) {
+        *why = "Intel CPU with AVX-512";
+        return "SkylakeX";
+    }
+    /* AMD with AVX-512 (Zen 4, Zen 5): the SkylakeX kernels of older OpenBLAS releases were
+     * tuned for and validated on Intel only, and 0.3.21 has no Zen 4 target; we do not trust
+     * them there and take the AVX2 kernels, which are safe and fast on every Zen. */
+    if (__builtin_cpu_is("amd") && avx512 && avx2fma) {
+        *why = "AMD CPU with AVX-512; its AVX-512 kernels are not trusted on AMD";
+        return "Haswell";
+    }
+    if (avx2fma) {
+        *why = "CPU with AVX2 and FMA";
+        return "Haswell";
+    }
+    *why = "CPU without AVX2+FMA: OpenBLAS's own detection";
+    return NULL;
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
+/* libopenblas64_.so.0 has 64-bit integers: not ABI compatible with cblas.h, never tried. */
+
+/* An OpenBLAS the program loaded already, by soname or under any other name (a libblas.so.3
+ * that is OpenBLAS, say): found through its openblas_get_config symbol. */
+static void *find_loaded(void) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *h = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD);
+        if (h) return h;
+    }
+    void *sym = dlsym(RTLD_DEFAULT, "openblas_get_config");
+    Dl_info di;
+    if (sym && dladdr(sym, &di) && di.dli_fname)
+        return dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    dlerror();
+    return NULL;
+}
+
+static void *sym(const char *name) {
+    void *p = dlsym(lib.handle, name);
+    dlerror();
+    return p;
+}
+
+static void load(void) {
+    const char *why = NULL, *chose = NULL;
+    char how[200], err[300] = "";
+    bool preloaded = false;
+
+    lib.handle = find_loaded();
+    if (lib.handle) {
+        preloaded = true;
+        snprintf(how, sizeof how, "already loaded by the program");
+        const char *would = choose_core(&why);
+        if (would && !getenv("OPENBLAS_CORETYPE")) chose = would;   /* for a hint only */
+    } else {
+        const char *env = getenv("OPENBLAS_CORETYPE");
+        if (env) {
+            snprintf(how, sizeof how, "OPENBLAS_CORETYPE=%s from the environment", env);
+        } else {
+            chose = choose_core(&why);
+            if (chose) snprintf(how, sizeof how, "chosen by tapejit: %s", why);
+            else snprintf(how, sizeof how, "%s", why);
+        }
+        /* The variable exists only while the constructor runs; then the environment is
+         * as we found it. (Another thread calling getenv meanwhile could see it.) */
+        bool set = chose && setenv("OPENBLAS_CORETYPE", chose, 1) == 0;
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && !lib.handle; i++) {
+            lib.handle = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
+            if (!lib.handle && i == 0) {
+                const char *e = dlerror();
+                snprintf(err, sizeof err, "%s", e ? e : "not found");
+            }
+        }
+        if (set) unsetenv("OPENBLAS_CORETYPE");
+    }
+    if (!lib.handle) {
+        snprintf(lib.info, sizeof lib.info, "no OpenBLAS found (%s): naive C loops", err);
+        return;
+    }
+
+    lib.sgemm_sym = sym("cblas_sgemm");
+    lib.dgemm_sym = sym("cblas_dgemm");
+    name_fn *corename = (name_fn *)sym("openblas_get_corename");
+    name_fn *config = (name_fn *)sym("openblas_get_config");
+    lib.set_threads = (threads_fn *)sym("openblas_set_num_threads");
+    if (!lib.sgemm_sym || !lib.dgemm_sym) {
+        snprintf(lib.info, sizeof lib.info, "OpenBLAS without %s (%s): naive C loops",
+                 lib.sgemm_sym ? "cblas_dgemm" : "cblas_sgemm", how);
+        lib.sgemm_sym = lib.dgemm_sym = NULL;
+        lib.set_threads = NULL;
+        return;
+    }
+    lib.sgemm = (sgemm_fn *)lib.sgemm_sym;
+    lib.dgemm = (dgemm_fn *)lib.dgemm_sym;
+
+    /* "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64" -> "OpenBLAS 0.3.21" */
+    char version[64] = "OpenBLAS";
+    const char *cfg = config ? config() : NULL;
+    if (cfg && strncmp(cfg, "OpenBLAS ", 9) == 0) {
+        size_t n = 9 + strcspn(cfg + 9, " ");
+        if (n >= sizeof version) n = sizeof version - 1;
+        memcpy(version, cfg, n);
+        version[n] = '\0';
+    }
+    const char *core = corename ? corename() : NULL;
+    if (!core) core = "unknown";
+    char hint[120] = "";
+    if (chose && strcasecmp(core, chose) != 0)
+        snprintf(hint, sizeof hint, preloaded ? "; tapejit would have chosen %s"
+                                              : "; %s was asked for", chose);
+    snprintf(lib.info, sizeof lib.info, "%s core=%s (%s%s)", version, core, how, hint);
+
+    if (lib.set_threads) {
+        atomic_store(&ready, true);
+        lib.set_threads(tj_threads());
+    }
+}
+
+static void ensure_loaded(void) { pthread_once(&load_once, load); }
+
+const char *tj_blas_info(void) {
+    ensure_loaded();
+    return lib.info;
+}
+
+void *tj_blas_sgemm_symbol(void) {
+    ensure_loaded();
+    return lib.sgemm_sym;
+}
+
+void *tj_blas_dgemm_symbol(void) {
+    ensure_loaded();
+    return lib.dgemm_sym;
+}
+
+void tj_blas_set_threads(int n) {
+    if (n >= 1 && atomic_load(&ready)) lib.set_threads(n);
+}
+
+/* ---- the C loops ------------------------------------------------------------------------
+ * C[i,:] = sum_p A[i,p] * B[p,:], p ascending, so every row is computed in the same order
+ * whatever the split; rows are shared out in fixed blocks of ROWS. */
+#define ROWS 16
+
+typedef struct {
+    int64_t m, n, k;
+    const void *A, *B;   /* (m, k), (k, n) */
+    void *C;             /* (m, n) */
+} naive_ctx;
+
+#define NAIVE_ROWS(T, name)                                                              \
+    static void name(void *vctx, int64_t blk) {                                         \
+        const naive_ctx *c = vctx;                                                      \
+        const T *A = c->A, *B = c->B;                                                   \
+        T *C = c->C;                                                                    \
+        int64_t i1 = (blk + 1) * ROWS < c->m ? (blk + 1) * ROWS : c->m;                 \
+        for (int64_t i = blk * ROWS; i < i1; i++) {                                     \
+            T *ci = C + i * c->n;                                                       \
+            for (int64_t j = 0; j < c->n; j++) ci[j] = 0;                               \
+            for (int64_t p = 0; p < c->k; p++) {                                        \
+                const T a = A[i * c->k + p], *bp = B + p * c->n;                        \
+                for (int64_t j = 0; j < c->n; j++) ci[j] += a * bp[j];                  \
+            }                                                                           \
+        }                                                                               \
+    }
+NAIVE_ROWS(float, naive_rows_f32)
+NAIVE_ROWS(double, naive_rows_f64)
+
+void tj_blas_sgemm_naive(int64_t m, int64_t n, int64_t k, const float *A, const float *B,
+                         float *C) {
+    if (m <= 0 || n <= 0) return;
+    naive_ctx c = {m, n, k > 0 ? k : 0, A, B, C};
+    tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows_f32, &c);
+}
+
+void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
+                         double *C) {
+    if (m <= 0 || n <= 0) return;
+    naive_ctx c = {m, n, k > 0 ? k : 0, A, B, C};
+    tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows_f64, &c);
+}
+
+/* ---- products ------------------------------------------------------------------------- */
+
+void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { memset(C, 0, sizeof(float) * (size_t)m * (size_t)n); return; }
+    ensure_loaded();
+    if (!lib.sgemm || n > INT_MAX || k > INT_MAX) {   /* ldb = n and lda = k are ints */
+        tj_blas_sgemm_naive(m, n, k, A, B, C);
+        return;
+    }
+    for (int64_t i = 0; i < m; i += INT_MAX) {
+        int64_t mm = m - i < INT_MAX ? m - i : INT_MAX;
+        lib.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)n,
+                  (blasint)k, 1.0f, A + i * k, (blasint)k, B, (blasint)n, 0.0f, C + i * n,
+                  (blasint)n);
+    }
+}
+
+void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
+                   double *C) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (int64_t i = 0; i < m * n; i++) C[i] = 0.0;
+        return;
+    }
+    ensure_loaded();
+    if (!lib.dgemm || n > INT_MAX || k > INT_MAX) {
+        tj_blas_dgemm_naive(m, n, k, A, B, C);
+        return;
+    }
+    for (int64_t i = 0; i < m; i += INT_MAX) {
+        int64_t mm = m - i < INT_MAX ? m - i : INT_MAX;
+        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)n,
+                  (blasint)k, 1.0, A + i * k, (blasint)k, B, (blasint)n, 0.0, C + i * n,
+                  (blasint)n);
+    }
+}

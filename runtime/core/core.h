@@ -1,0 +1,111 @@
+/* core.h: the runtime's internal view of tensors, scopes, errors, memory and threads.
+ * Public handles (tj_tensor *) are (generation << 32 | slot) values, never pointers, so a
+ * handle used after its scope ended is detected (TJ_ERR_STALE) instead of being a
+ * use-after-free. Internal code works on `tensor *`, which stays alive while anything
+ * (its scope, a tape record, a view) holds a reference. Never includes llvm-c. */
+#ifndef TJ_CORE_H
+#define TJ_CORE_H
+
+#include "tapejit.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- memory: every allocation goes through the hook of tj_set_allocator --------------- */
+void *tj_mem_alloc(size_t n);                 /* NULL (and TJ_ERR_OOM) on failure */
+void *tj_mem_calloc(size_t n);
+void *tj_mem_realloc(void *p, size_t old, size_t n);
+void  tj_mem_free(void *p, size_t n);
+
+/* ---- errors -------------------------------------------------------------------------- */
+/* Keeps the first error since tj_clear_error; returns code so callers can `return tj_err(..)`. */
+int  tj_err(tj_error code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool tj_has_error(void);
+
+/* ---- tensors -------------------------------------------------------------------------- */
+typedef struct storage {
+    int64_t refs;
+    size_t  block;        /* bytes allocated for this block */
+    /* data follows; a fresh tensor's header may sit between (TJ_T_EMBEDDED) */
+} storage;
+
+enum { TJ_T_VARIABLE = 1, TJ_T_EMBEDDED = 2 };
+
+typedef struct tensor {
+    uint64_t handle;      /* the public handle; 0 once the user's lifetime ended */
+    uint64_t id;          /* unique per value; a variable keeps its id across tj_assign */
+    storage *st;
+    void    *data;        /* (shape) row-major, in st */
+    tj_shape shape;
+    int64_t  numel;
+    tj_dtype dtype;
+    int32_t  refs;        /* owner (scope or variable) + tape records + ... */
+    uint32_t flags;
+    uint32_t tape_mask;   /* bit i: tape slot i of this thread records ops on this value */
+    int32_t  scope;       /* index of the owning scope, -1 if none */
+    int64_t  scope_pos;   /* position in that scope's list */
+    char    *name;        /* variables */
+    /* backward scratch (tape.c): valid when bw_epoch is the thread's current epoch */
+    uint64_t bw_epoch;
+    struct tensor *bw_grad;
+} tensor;
+
+static inline tj_tensor *tj_handle(const tensor *t) {
+    return t ? (tj_tensor *)(uintptr_t)t->handle : NULL;
+}
+/* The tensor behind a handle, or NULL with an error naming op and argument position. */
+tensor *tj_resolve(const tj_tensor *h, const char *op, int argi);
+
+/* A new tensor owned by the innermost scope (data uninitialised); NULL on OOM. */
+tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape);
+/* A new tensor header sharing t's storage, with another shape of the same numel. */
+tensor *tj_tensor_view(tensor *t, const tj_shape *shape);
+void    tj_tensor_ref(tensor *t);
+void    tj_tensor_unref(tensor *t);
+bool    tj_is_variable(const tensor *t);
+
+size_t  tj_dtype_size(tj_dtype dt);
+bool    tj_dtype_valid(tj_dtype dt);
+bool    tj_dtype_is_float(tj_dtype dt);
+
+/* ---- shapes (shape.c) ------------------------------------------------------------------ */
+int64_t tj_shape_numel(const tj_shape *s);
+bool    tj_shape_equal(const tj_shape *a, const tj_shape *b);
+/* Checks ndim and dims; reports "op: ..." on failure. */
+int     tj_shape_check(const tj_shape *s, const char *op);
+/* "(2, 3)" into buf (at least 8 * 24 bytes suggested); returns buf. */
+char   *tj_shape_str(const tj_shape *s, char *buf, size_t n);
+#define TJ_SHAPE_STR_MAX 200
+/* numpy broadcast of a and b into out; error names op and both shapes. */
+int     tj_broadcast_shape(const tj_shape *a, const tj_shape *b, tj_shape *out, const char *op);
+/* Normalises axis (negative counts from the end) against ndim; error names op. */
+int     tj_axis(int axis, int ndim, const char *op, int *out);
+/* Row-major strides in elements. */
+void    tj_strides(const tj_shape *s, int64_t *strides);
+
+/* ---- per-thread state -------------------------------------------------------------------- */
+struct tj_tape;
+typedef struct scope { tensor **items; int64_t n, cap; } scope;
+
+#define TJ_MAX_TAPES 32
+typedef struct tj_thread {
+    scope   *scopes;            /* scopes[0] is the thread's root scope */
+    int      nscopes, capscopes;
+    struct tj_tape *tapes[TJ_MAX_TAPES];
+    uint32_t recording;         /* mask of tape slots that record now */
+    int      no_grad;           /* depth of tj_no_grad_begin */
+    uint64_t bw_epoch;
+    uint64_t rng_seed, rng_offset;
+} tj_thread;
+
+tj_thread *tj_thread_state(void);   /* never NULL */
+uint64_t   tj_next_id(void);
+
+/* ---- threads (pool.c) ---------------------------------------------------------------- */
+/* Runs fn(ctx, i) for i in [0, n); with one thread or n == 1 in the caller. Callers give
+ * work split into fixed pieces, so results never depend on the thread count. */
+void tj_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t i), void *ctx);
+
+#endif

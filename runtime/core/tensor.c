@@ -1,0 +1,378 @@
+/* tensor.c: tensor headers and storage, the handle table, scopes, variables, accessors.
+ * Two lifetimes: a variable lives until tj_variable_free; every other tensor belongs to
+ * the innermost scope and its handle dies with it. The header itself is refcounted, so
+ * a tape record can keep a value whose handle is gone. Handle slots are never reused
+ * with the same generation, so a stale handle is always detected. */
+#include "core.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- handle table ------------------------------------------------------------------ */
+/* Slots live in fixed chunks that never move or get freed, so a lookup needs no lock. */
+#define CHUNK_BITS 12
+#define CHUNK (1u << CHUNK_BITS)
+#define MAX_CHUNKS (1u << 16)
+
+typedef struct slot { _Atomic uint32_t gen; uint32_t next_free; tensor *t; } slot;
+
+static _Atomic(slot *) chunks[MAX_CHUNKS];
+static _Atomic uint32_t nslots;          /* slots handed out so far */
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Released slots go to the releasing thread's own list: no lock on the hot path. */
+static _Thread_local uint32_t free_head = UINT32_MAX;
+
+static slot *slot_at(uint32_t i) { return &atomic_load_explicit(&chunks[i >> CHUNK_BITS], memory_order_acquire)[i & (CHUNK - 1)]; }
+
+static int fresh_slot(uint32_t *out) {
+    uint32_t i = atomic_fetch_add(&nslots, 1);
+    if (i >> CHUNK_BITS >= MAX_CHUNKS) {
+        atomic_fetch_sub(&nslots, 1);
+        return tj_err(TJ_ERR_OOM, "out of memory: more than %u live tensors", MAX_CHUNKS * CHUNK);
+    }
+    if (!atomic_load_explicit(&chunks[i >> CHUNK_BITS], memory_order_acquire)) {
+        pthread_mutex_lock(&grow_lock);
+        if (!atomic_load(&chunks[i >> CHUNK_BITS])) {
+            slot *c = tj_mem_calloc(sizeof(slot) * CHUNK);
+            if (!c) {
+                pthread_mutex_unlock(&grow_lock);
+                return TJ_ERR_OOM;   /* slot i is lost; its chunk is retried by the next one */
+            }
+            for (uint32_t k = 0; k < CHUNK; k++) c[k].gen = 1;
+            atomic_store_explicit(&chunks[i >> CHUNK_BITS], c, memory_order_release);
+        }
+        pthread_mutex_unlock(&grow_lock);
+    }
+    *out = i;
+    return 0;
+}
+
+static int handle_new(tensor *t) {
+    uint32_t i = free_head;
+    if (i != UINT32_MAX) free_head = slot_at(i)->next_free;
+    else if (fresh_slot(&i)) return TJ_ERR_OOM;
+    slot *s = slot_at(i);
+    s->t = t;
+    t->handle = (uint64_t)atomic_load_explicit(&s->gen, memory_order_relaxed) << 32 | i;
+    return 0;
+}
+
+/* The user's lifetime of t ends: its handle goes stale for good. */
+static void handle_release(tensor *t) {
+    if (!t->handle) return;
+    uint32_t i = (uint32_t)t->handle;
+    slot *s = slot_at(i);
+    s->t = NULL;
+    uint32_t g = atomic_load_explicit(&s->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&s->gen, g, memory_order_release);
+    if (g != 0) { s->next_free = free_head; free_head = i; }   /* a wrapped slot retires */
+    t->handle = 0;
+}
+
+tensor *tj_resolve(const tj_tensor *h, const char *op, int argi) {
+    if (!h) {
+        tj_err(TJ_ERR_ARG, "%s: argument %d is NULL", op, argi);
+        return NULL;
+    }
+    uint64_t v = (uint64_t)(uintptr_t)h;
+    uint32_t i = (uint32_t)v, gen = (uint32_t)(v >> 32);
+    if (i < atomic_load(&nslots) && atomic_load_explicit(&chunks[i >> CHUNK_BITS], memory_order_acquire)) {
+        slot *s = slot_at(i);
+        if (atomic_load(&s->gen) == gen && s->t) return s->t;
+        if (gen != 0 && atomic_load(&s->gen) > gen) {
+            tj_err(TJ_ERR_STALE, "%s: argument %d is a tensor whose scope has ended "
+                   "(or a freed variable); keep it with tj_keep to use it later", op, argi);
+            return NULL;
+        }
+    }
+    tj_err(TJ_ERR_ARG, "%s: argument %d is not a tensor handle", op, argi);
+    return NULL;
+}
+
+/* ---- per-thread state ---------------------------------------------------------------- */
+
+static _Thread_local tj_thread thread_state;
+
+tj_thread *tj_thread_state(void) { return &thread_state; }
+
+static _Atomic uint64_t next_id = 1;
+uint64_t tj_next_id(void) { return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed); }
+
+/* ---- scopes ---------------------------------------------------------------------------- */
+
+static int scope_push(tj_thread *th) {
+    if (th->nscopes == th->capscopes) {
+        int cap = th->capscopes ? 2 * th->capscopes : 8;
+        scope *s = tj_mem_realloc(th->scopes, sizeof(scope) * th->capscopes, sizeof(scope) * cap);
+        if (!s) return TJ_ERR_OOM;
+        th->scopes = s;
+        th->capscopes = cap;
+    }
+    th->scopes[th->nscopes++] = (scope){0};
+    return 0;
+}
+
+static int scope_add(tensor *t) {
+    tj_thread *th = &thread_state;
+    if (th->nscopes == 0 && scope_push(th)) return TJ_ERR_OOM;
+    scope *s = &th->scopes[th->nscopes - 1];
+    if (s->n == s->cap) {
+        int64_t cap = s->cap ? 2 * s->cap : 64;
+        tensor **items = tj_mem_realloc(s->items, sizeof(tensor *) * s->cap, sizeof(tensor *) * cap);
+        if (!items) return TJ_ERR_OOM;
+        s->items = items;
+        s->cap = cap;
+    }
+    t->scope = th->nscopes - 1;
+    t->scope_pos = s->n;
+    s->items[s->n++] = t;
+    return 0;
+}
+
+void tj_scope_begin(void) {
+    tj_thread *th = &thread_state;
+    if (th->nscopes == 0 && scope_push(th)) return;   /* the root scope */
+    scope_push(th);
+}
+
+int tj_scope_end(void) {
+    tj_thread *th = &thread_state;
+    if (th->nscopes <= 1)
+        return tj_err(TJ_ERR_STATE, "scope_end: no scope is open (tj_scope_begin was not called)");
+    scope *s = &th->scopes[--th->nscopes];
+    for (int64_t i = 0; i < s->n; i++) {
+        tensor *t = s->items[i];
+        if (!t) continue;           /* kept into the enclosing scope */
+        t->scope = -1;
+        handle_release(t);
+        tj_tensor_unref(t);
+    }
+    tj_mem_free(s->items, sizeof(tensor *) * s->cap);
+    *s = (scope){0};
+    return 0;
+}
+
+tj_tensor *tj_keep(tj_tensor *h) {
+    tensor *t = tj_resolve(h, "keep", 1);
+    if (!t) return NULL;
+    if (tj_is_variable(t)) return h;                 /* persistent already */
+    tj_thread *th = &thread_state;
+    if (t->scope != th->nscopes - 1 || t->scope == 0) return h;  /* already outer */
+    int32_t from = t->scope;
+    scope *s = &th->scopes[from];
+    s->items[t->scope_pos] = NULL;
+    th->nscopes--;                  /* add to the enclosing scope */
+    int rc = scope_add(t);
+    th->nscopes++;
+    if (rc) {                       /* could not move: it stays where it was */
+        t->scope = from;
+        s->items[t->scope_pos] = t;
+        return NULL;
+    }
+    return h;
+}
+
+/* ---- tensors ---------------------------------------------------------------------------- */
+
+size_t tj_dtype_size(tj_dtype dt) { return dt == TJ_F64 ? 8 : 4; }
+bool   tj_dtype_valid(tj_dtype dt) { return dt == TJ_F32 || dt == TJ_F64 || dt == TJ_I32; }
+bool   tj_dtype_is_float(tj_dtype dt) { return dt == TJ_F32 || dt == TJ_F64; }
+bool   tj_is_variable(const tensor *t) { return t->flags & TJ_T_VARIABLE; }
+
+const char *tj_dtype_name(tj_dtype dt) {
+    switch (dt) {
+    case TJ_F32: return "float32";
+    case TJ_F64: return "float64";
+    case TJ_I32: return "int32";
+    }
+    return "invalid dtype";
+}
+
+#define STORAGE_HDR ((sizeof(storage) + 15) & ~(size_t)15)
+#define EMBED_HDR ((sizeof(tensor) + 15) & ~(size_t)15)
+
+/* A block of storage header, `extra` bytes (an embedded tensor header) and data. */
+static storage *storage_new(size_t extra, size_t bytes) {
+    size_t block = STORAGE_HDR + extra + bytes;
+    storage *st = tj_mem_alloc(block);
+    if (!st) return NULL;
+    st->refs = 0;
+    st->block = block;
+    return st;
+}
+
+static void storage_unref(storage *st) {
+    if (--st->refs == 0) tj_mem_free(st, st->block);
+}
+
+/* Sets up header t (zeroed memory) over st's data at data; registers handle and scope. */
+static tensor *header_init(tensor *t, tj_dtype dt, const tj_shape *shape, storage *st, void *data) {
+    t->id = tj_next_id();
+    t->dtype = dt;
+    t->shape = *shape;
+    t->numel = tj_shape_numel(shape);
+    t->refs = 1;
+    t->scope = -1;
+    t->st = st;
+    t->data = data;
+    if (handle_new(t)) return NULL;
+    if (scope_add(t)) { handle_release(t); return NULL; }
+    st->refs++;
+    return t;
+}
+
+/* One allocation: the header lives inside its storage block until both are unused. */
+tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape) {
+    storage *st = storage_new(EMBED_HDR, (size_t)tj_shape_numel(shape) * tj_dtype_size(dt));
+    if (!st) return NULL;
+    tensor *t = (tensor *)((char *)st + STORAGE_HDR);
+    memset(t, 0, sizeof *t);
+    t->flags = TJ_T_EMBEDDED;
+    if (!header_init(t, dt, shape, st, (char *)st + STORAGE_HDR + EMBED_HDR)) {
+        tj_mem_free(st, st->block);
+        return NULL;
+    }
+    return t;
+}
+
+/* A header of its own over st's data (views; variables, whose storage tj_assign swaps). */
+static tensor *header_new(tj_dtype dt, const tj_shape *shape, storage *st, void *data) {
+    tensor *t = tj_mem_calloc(sizeof *t);
+    if (!t) return NULL;
+    if (!header_init(t, dt, shape, st, data)) {
+        tj_mem_free(t, sizeof *t);
+        return NULL;
+    }
+    return t;
+}
+
+tensor *tj_tensor_view(tensor *src, const tj_shape *shape) {
+    return header_new(src->dtype, shape, src->st, src->data);
+}
+
+void tj_tensor_ref(tensor *t) { t->refs++; }
+
+void tj_tensor_unref(tensor *t) {
+    if (--t->refs > 0) return;
+    handle_release(t);
+    if (t->name) tj_mem_free(t->name, strlen(t->name) + 1);
+    if (t->flags & TJ_T_EMBEDDED) {
+        storage_unref(t->st);        /* frees t too once no view uses the block */
+    } else {
+        storage_unref(t->st);
+        tj_mem_free(t, sizeof *t);
+    }
+}
+
+/* ---- variables ------------------------------------------------------------------------ */
+
+tj_tensor *tj_variable(tj_tensor *init_h, const char *name) {
+    tensor *init = tj_resolve(init_h, "variable", 1);
+    if (!init) return NULL;
+    size_t bytes = (size_t)init->numel * tj_dtype_size(init->dtype);
+    storage *st = storage_new(0, bytes);
+    if (!st) return NULL;
+    tensor *v = header_new(init->dtype, &init->shape, st, (char *)st + STORAGE_HDR);
+    if (!v) { tj_mem_free(st, st->block); return NULL; }
+    memcpy(v->data, init->data, (size_t)init->numel * tj_dtype_size(init->dtype));
+    /* persistent: out of its scope, owned by itself */
+    thread_state.scopes[v->scope].items[v->scope_pos] = NULL;
+    v->scope = -1;
+    v->flags |= TJ_T_VARIABLE;
+    if (name) {
+        size_t n = strlen(name) + 1;
+        v->name = tj_mem_alloc(n);
+        if (!v->name) { tj_tensor_unref(v); return NULL; }
+        memcpy(v->name, name, n);
+    }
+    return tj_handle(v);
+}
+
+static tensor *resolve_variable(tj_tensor *h, const char *op) {
+    tensor *v = tj_resolve(h, op, 1);
+    if (v && !tj_is_variable(v)) {
+        tj_err(TJ_ERR_ARG, "%s: argument 1 is not a variable (create it with tj_variable)", op);
+        return NULL;
+    }
+    return v;
+}
+
+int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
+    tensor *v = resolve_variable(var_h, "assign");
+    tensor *x = tj_resolve(value_h, "assign", 2);
+    if (!v || !x) return tj_error_code() ? tj_error_code() : TJ_ERR_ARG;
+    char sv[TJ_SHAPE_STR_MAX], sx[TJ_SHAPE_STR_MAX];
+    if (v->dtype != x->dtype)
+        return tj_err(TJ_ERR_DTYPE, "assign: variable '%s' is %s, value is %s",
+                      v->name ? v->name : "", tj_dtype_name(v->dtype), tj_dtype_name(x->dtype));
+    if (!tj_shape_equal(&v->shape, &x->shape))
+        return tj_err(TJ_ERR_SHAPE, "assign: variable '%s' has shape %s, value has shape %s",
+                      v->name ? v->name : "", tj_shape_str(&v->shape, sv, sizeof sv),
+                      tj_shape_str(&x->shape, sx, sizeof sx));
+    if (v->st == x->st) return 0;
+    size_t bytes = (size_t)v->numel * tj_dtype_size(v->dtype);
+    if (v->st->refs > 1) {          /* a view still shows the old value: copy on write */
+        storage *st = storage_new(0, bytes);
+        if (!st) return TJ_ERR_OOM;
+        storage_unref(v->st);
+        v->st = st;
+        st->refs = 1;
+        v->data = (char *)st + STORAGE_HDR;
+    }
+    memcpy(v->data, x->data, bytes);
+    return 0;
+}
+
+void tj_variable_free(tj_tensor *h) {
+    if (!h) return;
+    tensor *v = resolve_variable(h, "variable_free");
+    if (!v) return;
+    handle_release(v);
+    tj_tensor_unref(v);
+}
+
+const char *tj_variable_name(const tj_tensor *h) {
+    tensor *v = tj_resolve(h, "variable_name", 1);
+    return v && v->name ? v->name : "";
+}
+
+/* ---- accessors ---------------------------------------------------------------------------- */
+
+tj_dtype tj_tensor_dtype(const tj_tensor *h) {
+    tensor *t = tj_resolve(h, "tensor_dtype", 1);
+    return t ? t->dtype : TJ_F32;
+}
+
+tj_shape tj_tensor_shape(const tj_tensor *h) {
+    tensor *t = tj_resolve(h, "tensor_shape", 1);
+    if (!t) return (tj_shape){.ndim = -1};
+    return t->shape;
+}
+
+int64_t tj_tensor_numel(const tj_tensor *h) {
+    tensor *t = tj_resolve(h, "tensor_numel", 1);
+    return t ? t->numel : -1;
+}
+
+const void *tj_tensor_data(const tj_tensor *h) {
+    tensor *t = tj_resolve(h, "tensor_data", 1);
+    return t ? t->data : NULL;
+}
+
+double tj_item(const tj_tensor *h) {
+    tensor *t = tj_resolve(h, "item", 1);
+    if (!t) return __builtin_nan("");
+    if (t->numel != 1) {
+        char s[TJ_SHAPE_STR_MAX];
+        tj_err(TJ_ERR_SHAPE, "item: tensor has shape %s (%lld elements), expected one element",
+               tj_shape_str(&t->shape, s, sizeof s), (long long)t->numel);
+        return __builtin_nan("");
+    }
+    switch (t->dtype) {
+    case TJ_F32: return *(const float *)t->data;
+    case TJ_F64: return *(const double *)t->data;
+    case TJ_I32: return *(const int32_t *)t->data;
+    }
+    return __builtin_nan("");
+}

@@ -1,0 +1,96 @@
+/* matmul: (..., m, k) @ (..., k, n) -> (..., m, n); batch dims broadcast as numpy.
+ * f32/f64 call BLAS (core/blas.h) once per batch; int32 uses a wrapping triple loop. */
+#include "op.h"
+#include "core/blas.h"
+
+static void matmul_i32(int64_t m, int64_t n, int64_t k, const int32_t *a, const int32_t *b, int32_t *y) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            uint32_t acc = 0;
+            for (int64_t p = 0; p < k; p++) acc += (uint32_t)a[i * k + p] * (uint32_t)b[p * n + j];
+            y[i * n + j] = (int32_t)acc;
+        }
+}
+
+/* Batch dims of t, right-aligned to nb dims, with element strides (0 where broadcast). */
+static void batch_strides(const tensor *t, int nb, const tj_shape *bs, int64_t *st) {
+    int tb = t->shape.ndim - 2;
+    int64_t mat = t->shape.dim[tb] * t->shape.dim[tb + 1], s = mat;
+    for (int d = nb - 1; d >= 0; d--) {
+        int dt = d - (nb - tb);
+        st[d] = (dt >= 0 && t->shape.dim[dt] == bs->dim[d]) && bs->dim[d] != 1 ? s : 0;
+        if (dt >= 0) s *= t->shape.dim[dt];
+    }
+}
+
+tensor *tj_t_matmul(tensor *a, tensor *b) {
+    if (!a || !b) return NULL;
+    char sa[TJ_SHAPE_STR_MAX], sb[TJ_SHAPE_STR_MAX];
+    if (a->dtype != b->dtype)
+        return tj_err(TJ_ERR_DTYPE, "matmul: operands have different dtypes: %s and %s",
+                      tj_dtype_name(a->dtype), tj_dtype_name(b->dtype)), NULL;
+    if (a->shape.ndim < 2 || b->shape.ndim < 2)
+        return tj_err(TJ_ERR_SHAPE, "matmul: operands need rank >= 2: a is %s, b is %s",
+                      tj_shape_str(&a->shape, sa, sizeof sa), tj_shape_str(&b->shape, sb, sizeof sb)), NULL;
+    int ra = a->shape.ndim, rb = b->shape.ndim;
+    int64_t m = a->shape.dim[ra - 2], k = a->shape.dim[ra - 1], n = b->shape.dim[rb - 1];
+    if (b->shape.dim[rb - 2] != k)
+        return tj_err(TJ_ERR_SHAPE, "matmul: inner dimensions differ: a is %s, b is %s",
+                      tj_shape_str(&a->shape, sa, sizeof sa), tj_shape_str(&b->shape, sb, sizeof sb)), NULL;
+    tj_shape ba = {.ndim = ra - 2}, bb = {.ndim = rb - 2}, bs;
+    for (int d = 0; d < ra - 2; d++) ba.dim[d] = a->shape.dim[d];
+    for (int d = 0; d < rb - 2; d++) bb.dim[d] = b->shape.dim[d];
+    if (tj_broadcast_shape(&ba, &bb, &bs, "matmul")) return NULL;
+    tj_shape os = bs;
+    os.dim[os.ndim++] = m;
+    os.dim[os.ndim++] = n;
+    tensor *out = tj_tensor_new(a->dtype, &os);
+    if (!out) return NULL;
+    int64_t sta[TJ_MAX_DIMS], stb[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
+    batch_strides(a, bs.ndim, &bs, sta);
+    batch_strides(b, bs.ndim, &bs, stb);
+    int64_t nbatch = tj_shape_numel(&bs), es = (int64_t)tj_dtype_size(a->dtype);
+    int64_t oa = 0, ob = 0;
+    for (int64_t i = 0; i < nbatch; i++) {
+        const char *pa = (const char *)a->data + oa * es, *pb = (const char *)b->data + ob * es;
+        char *py = (char *)out->data + i * m * n * es;
+        switch (a->dtype) {
+        case TJ_F32: tj_blas_sgemm(m, n, k, (const float *)pa, (const float *)pb, (float *)py); break;
+        case TJ_F64: tj_blas_dgemm(m, n, k, (const double *)pa, (const double *)pb, (double *)py); break;
+        case TJ_I32: matmul_i32(m, n, k, (const int32_t *)pa, (const int32_t *)pb, (int32_t *)py); break;
+        }
+        for (int d = bs.ndim - 1; d >= 0; d--) {     /* next batch: odometer */
+            oa += sta[d]; ob += stb[d];
+            if (++idx[d] < bs.dim[d]) break;
+            oa -= idx[d] * sta[d]; ob -= idx[d] * stb[d];
+            idx[d] = 0;
+        }
+    }
+    tensor *in[2] = {a, b};
+    if (tj_record(TJ_OP_MATMUL, 2, in, out, NULL)) return NULL;
+    return out;
+}
+
+static tensor *swap_last2(tensor *t) {
+    int perm[TJ_MAX_DIMS], r = t->shape.ndim;
+    for (int d = 0; d < r; d++) perm[d] = d;
+    perm[r - 2] = r - 1;
+    perm[r - 1] = r - 2;
+    return tj_t_transpose(t, perm);
+}
+
+/* d(a@b)/da = g @ b^T, d(a@b)/db = a^T @ g (the tape sums broadcast batch dims) */
+static int matmul_grad(const tj_node *n, tensor *g, tensor **gin) {
+    gin[0] = tj_t_matmul(g, swap_last2(n->in[1]));
+    gin[1] = tj_t_matmul(swap_last2(n->in[0]), g);
+    return gin[0] && gin[1] ? 0 : -1;
+}
+
+const tj_op_info tj_op_matmul = {.name = "matmul", .kind = TJ_KIND_OTHER, .grad = matmul_grad};
+
+tj_tensor *tj_matmul(tj_tensor *a, tj_tensor *b) {
+    tj_tensor *h[2] = {a, b};
+    tensor *t[2];
+    if (!tj_resolve_args("matmul", 2, h, t)) return NULL;
+    return tj_handle(tj_t_matmul(t[0], t[1]));
+}

@@ -1,0 +1,102 @@
+/* op.h: what every op file and the dispatcher share: the op enum and info table
+ * (generated from ops.def), recorded nodes, kernel signatures, and the internal op
+ * functions (tj_t_*) that gradient rules call. Internal functions take and return
+ * `tensor *` owned by the innermost scope; NULL in gives NULL out. */
+#ifndef TJ_OP_H
+#define TJ_OP_H
+
+#include "core/core.h"
+
+typedef enum {
+#define X(E, name, kind) TJ_OP_##E,
+#include "ops.def"
+#undef X
+    TJ_OP_COUNT
+} tj_op;
+
+typedef enum { TJ_KIND_UNARY, TJ_KIND_BINARY, TJ_KIND_TERNARY, TJ_KIND_REDUCE, TJ_KIND_OTHER } tj_kind;
+
+/* Attributes of one application of an op; which member is used depends on the op. */
+typedef union tj_attr {
+    struct { int naxes; int axes[TJ_MAX_DIMS]; bool keepdims; } red;   /* sum, max */
+    int perm[TJ_MAX_DIMS];                                            /* transpose */
+    int axis;                                                         /* argmax, concat, gather, scatter_add */
+    struct { int64_t begin[TJ_MAX_DIMS]; } slice;                     /* slice (sizes: out shape) */
+    tj_shape shape;                                                   /* scatter_add: out shape */
+    struct { uint64_t seed, offset; double a, b; } rng;               /* rand_*: lo/hi or mean/stddev */
+    tj_dtype dtype;                                                   /* cast */
+} tj_attr;
+
+/* One recorded application: out = op(in[0..nin)) with attr. */
+typedef struct tj_node {
+    tj_op    op;
+    int      nin;
+    tensor  *out;
+    tj_attr  attr;
+    tensor  *in[];
+} tj_node;
+
+/* Elementwise kernel over one run of n outputs; input i advances by stride[i] (0 or 1). */
+typedef void (*tj_run_fn)(int64_t n, const void *const *in, const int64_t *stride, void *out);
+/* Optional check of input values before the kernel runs (integer division by zero). */
+typedef int (*tj_check_fn)(tensor *const *in);
+/* Gradients of n's inputs given g = d target / d out: gin[i] in out's shape (the tape
+ * reduces broadcast gradients), or NULL where an input gets none. 0 on success. */
+typedef int (*tj_grad_fn)(const tj_node *n, tensor *g, tensor **gin);
+/* Reduces x[0..n) (n <= TJ_REDUCE_BLOCK) to *out in the canonical order (math/reduce.h). */
+typedef void (*tj_reduce_fn)(int64_t n, const void *x, void *out);
+
+typedef struct tj_op_info {
+    const char *name;
+    tj_kind     kind;
+    tj_run_fn   run[3];   /* elementwise kinds: per dtype F32, F64, I32; NULL: not supported */
+    tj_check_fn check;
+    tj_grad_fn  grad;     /* NULL: not differentiable */
+    tj_reduce_fn reduce[3];  /* reduction kinds: per dtype */
+} tj_op_info;
+
+#define X(E, name, kind) extern const tj_op_info tj_op_##name;
+#include "ops.def"
+#undef X
+extern const tj_op_info *const tj_ops[TJ_OP_COUNT];
+
+/* ---- dispatch (dispatch.c) ---------------------------------------------------------- */
+/* Elementwise op with numpy broadcasting: checks dtypes and shapes, runs, records. */
+tensor *tj_t_ew(tj_op op, int nin, tensor *const *in);
+/* Records out = op(in) on every tape that tracks an input (no-op otherwise). */
+int     tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr);
+/* Resolves n public handles for op; false (with the error kept) if any is bad. */
+bool    tj_resolve_args(const char *op, int n, tj_tensor *const *h, tensor **out);
+
+/* ---- internal ops, for gradient rules and composites ------------------------------ */
+static inline tensor *tj_t_ew1(tj_op op, tensor *a) { return tj_t_ew(op, 1, &a); }
+static inline tensor *tj_t_ew2(tj_op op, tensor *a, tensor *b) {
+    tensor *in[2] = {a, b};
+    return tj_t_ew(op, 2, in);
+}
+#define T_ADD(a, b) tj_t_ew2(TJ_OP_ADD, a, b)
+#define T_SUB(a, b) tj_t_ew2(TJ_OP_SUB, a, b)
+#define T_MUL(a, b) tj_t_ew2(TJ_OP_MUL, a, b)
+#define T_DIV(a, b) tj_t_ew2(TJ_OP_DIV, a, b)
+
+tensor *tj_t_full(tj_dtype dt, const tj_shape *shape, double value);   /* constant */
+tensor *tj_t_scalar(tj_dtype dt, double value);                        /* rank 0 */
+tensor *tj_t_where(tensor *c, tensor *a, tensor *b);
+tensor *tj_t_cast(tensor *t, tj_dtype dt);
+tensor *tj_t_matmul(tensor *a, tensor *b);
+tensor *tj_t_reduce(tj_op op, tensor *t, int naxes, const int *axes, bool keepdims);
+tensor *tj_t_reshape(tensor *t, const tj_shape *shape);
+tensor *tj_t_transpose(tensor *t, const int *perm);
+tensor *tj_t_broadcast(tensor *t, const tj_shape *shape);
+tensor *tj_t_concat(int n, tensor *const *ts, int axis);
+tensor *tj_t_slice(tensor *t, const int64_t *begin, const int64_t *size);
+tensor *tj_t_gather(tensor *t, tensor *idx, int axis);
+tensor *tj_t_scatter_add(tensor *upd, tensor *idx, int axis, const tj_shape *shape);
+tensor *tj_t_sum_to(tensor *g, const tj_shape *shape);   /* undo a broadcast: sum, reshape */
+tensor *tj_t_argmax(tensor *t, int axis);
+/* Checks int32 indices against [0, dim) for gather and scatter_add; 0 or an error. */
+int     tj_check_indices(const char *op, const tensor *idx, int64_t dim, int axis);
+tensor *tj_t_rand(tj_op op, const tj_shape *shape, double a, double b);   /* rand_uniform/normal */
+tensor *tj_t_unreduce(const tj_node *n, tensor *g);          /* reduced axes kept as 1 */
+
+#endif

@@ -1,0 +1,61 @@
+/* transpose: out.dim[i] = in.dim[perm[i]] (a copy). NULL perm reverses the dims. */
+#include "op.h"
+
+#include <string.h>
+
+tensor *tj_t_transpose(tensor *t, const int *perm_) {
+    if (!t) return NULL;
+    int r = t->shape.ndim, perm[TJ_MAX_DIMS];
+    bool seen[TJ_MAX_DIMS] = {false};
+    for (int d = 0; d < r; d++) {
+        int p = perm_ ? perm_[d] : r - 1 - d;
+        if (p < -r || p >= r)
+            return tj_err(TJ_ERR_ARG, "transpose: perm[%d] = %d is out of range for rank %d", d, p, r), NULL;
+        if (p < 0) p += r;
+        if (seen[p]) return tj_err(TJ_ERR_ARG, "transpose: perm repeats axis %d", p), NULL;
+        seen[p] = true;
+        perm[d] = p;
+    }
+    tj_shape os = {.ndim = r};
+    int64_t ist[TJ_MAX_DIMS], st[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
+    tj_strides(&t->shape, ist);
+    for (int d = 0; d < r; d++) { os.dim[d] = t->shape.dim[perm[d]]; st[d] = ist[perm[d]]; }
+    tensor *out = tj_tensor_new(t->dtype, &os);
+    if (!out) return NULL;
+    size_t es = tj_dtype_size(t->dtype);
+    const char *x = t->data;
+    char *y = out->data;
+    int64_t off = 0;
+    for (int64_t i = 0; i < out->numel; i++) {
+        memcpy(y + i * (int64_t)es, x + off * (int64_t)es, es);
+        for (int d = r - 1; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < os.dim[d]) break;
+            off -= idx[d] * st[d];
+            idx[d] = 0;
+        }
+    }
+    tj_attr attr;
+    memcpy(attr.perm, perm, sizeof perm);
+    if (tj_record(TJ_OP_TRANSPOSE, 1, &t, out, &attr)) return NULL;
+    return out;
+}
+
+/* d transpose(a, p)/da = transpose(g, inverse of p) */
+static int transpose_grad(const tj_node *n, tensor *g, tensor **gin) {
+    int inv[TJ_MAX_DIMS];
+    for (int d = 0; d < n->in[0]->shape.ndim; d++) inv[n->attr.perm[d]] = d;
+    gin[0] = tj_t_transpose(g, inv);
+    return gin[0] ? 0 : -1;
+}
+
+const tj_op_info tj_op_transpose = {
+    .name = "transpose",
+    .kind = TJ_KIND_OTHER,
+    .grad = transpose_grad,
+};
+
+tj_tensor *tj_transpose(tj_tensor *h, const int *perm) {
+    tensor *t = tj_resolve(h, "transpose", 1);
+    return t ? tj_handle(tj_t_transpose(t, perm)) : NULL;
+}

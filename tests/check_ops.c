@@ -1,0 +1,187 @@
+/* check_ops.c: every op of the table, forward, against a naive double-precision
+ * reference (opspec.c), in f32, f64 and int32 where the op takes it, over broadcasting,
+ * size-1, odd sizes and rank 0; plus the canonical reduction order, bit for bit, and
+ * reductions that do not depend on the thread count. */
+#include "opspec.h"
+#include "math/reduce.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(test_every_op_has_a_spec) {
+    for (int op = 0; op < TJ_OP_COUNT; op++) {
+        const opspec *sp = spec_for((tj_op)op);
+        ck_assert_msg(sp && sp->ncases > 0, "op %s has no test spec in tests/opspec.c", tj_ops[op]->name);
+        ck_assert_msg(!sp->differentiable == !tj_ops[op]->grad,
+                      "op %s: spec and table disagree on differentiability", tj_ops[op]->name);
+    }
+}
+END_TEST
+
+static bool uses_sums(tj_op op) { return op == TJ_OP_SUM || op == TJ_OP_MATMUL; }
+
+static void check_case(const opspec *sp, int c, tj_dtype dt) {
+    tj_scope_begin();
+    tj_tensor *in[SPEC_MAXIN];
+    ref_t rin[SPEC_MAXIN], ref;
+    spec_inputs(sp, c, dt, 1000u * (unsigned)sp->op + (unsigned)c, in, rin);
+    tj_tensor *out = sp->apply(c, in);
+    ck_assert_msg(out, "%s case %d %s: %s", tj_ops[sp->op]->name, c, tj_dtype_name(dt), tj_last_error());
+    spec_reference(sp, c, rin, &ref);
+    tj_shape s = tj_tensor_shape(out);
+    ck_assert_int_eq(s.ndim, ref.s.ndim);
+    for (int d = 0; d < s.ndim; d++) ck_assert_int_eq(s.dim[d], ref.s.dim[d]);
+    tj_dtype odt = tj_tensor_dtype(out);
+    double rtol = odt == TJ_F32 ? 4e-6 : odt == TJ_F64 ? 1e-12 : 0;
+    double atol = odt == TJ_F32 ? (uses_sums(sp->op) ? 2e-5 * 64 : 1e-6) : odt == TJ_F64 ? 1e-12 : 0;
+    for (int64_t i = 0; i < tj_tensor_numel(out); i++) {
+        double got = tu_get(out, i), want = ref.v[i];
+        ck_assert_msg(fabs(got - want) <= atol + rtol * fabs(want) || (isnan(got) && isnan(want)),
+                      "%s case %d %s: element %lld is %.9g, reference %.9g", tj_ops[sp->op]->name, c,
+                      tj_dtype_name(dt), (long long)i, got, want);
+    }
+    for (int k = 0; k < sp->nin; k++) ref_free(&rin[k]);
+    ref_free(&ref);
+    tj_scope_end();
+    ck_assert_int_eq(tj_error_code(), 0);
+}
+
+START_TEST(test_forward) {
+    const opspec *sp = &tj_specs[_i];
+    for (int c = 0; c < sp->ncases; c++) {
+        if (sp->nin == 0) { check_case(sp, c, TJ_F32); continue; }
+        check_case(sp, c, TJ_F32);
+        check_case(sp, c, TJ_F64);
+        if (sp->int32_ok) check_case(sp, c, TJ_I32);
+    }
+}
+END_TEST
+
+/* The documented order (math/reduce.h), re-derived here: lanes, tree, blocks, recursion. */
+static float canonical_sum(const float *x, int64_t n) {
+    if (n <= TJ_REDUCE_BLOCK) {
+        float acc[TJ_REDUCE_LANES] = {0};
+        for (int64_t i = 0; i < n; i++) acc[i % TJ_REDUCE_LANES] += x[i];
+        for (int w = TJ_REDUCE_LANES / 2; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+        return acc[0];
+    }
+    int64_t nb = (n + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+    float *part = malloc(sizeof(float) * (size_t)nb);
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t len = b + 1 < nb ? TJ_REDUCE_BLOCK : n - b * TJ_REDUCE_BLOCK;
+        part[b] = canonical_sum(x + b * TJ_REDUCE_BLOCK, len);
+    }
+    float r = canonical_sum(part, nb);
+    free(part);
+    return r;
+}
+
+START_TEST(test_sum_is_canonical_order) {
+    const int64_t sizes[] = {1, 15, 16, 17, 4095, 4096, 4097, 100003, (1 << 20) + 7};
+    tj_scope_begin();
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        tj_seed(k);
+        tj_tensor *x = tj_rand_normal(TJ_SHAPE(sizes[k]), 0, 1);
+        float got = (float)tj_item(tj_sum(x, 0, NULL, false));
+        float want = canonical_sum(tj_tensor_data(x), sizes[k]);
+        ck_assert_msg(memcmp(&got, &want, 4) == 0, "n=%lld: sum %.9g, canonical %.9g", (long long)sizes[k], got, want);
+    }
+    /* a non-contiguous reduction follows the same order over its sequence */
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(5000, 3), 0, 1);
+    int ax0 = 0;
+    tj_tensor *s = tj_sum(x, 1, &ax0, false);
+    const float *xv = tj_tensor_data(x);
+    float *col = malloc(sizeof(float) * 5000);
+    for (int j = 0; j < 3; j++) {
+        for (int i = 0; i < 5000; i++) col[i] = xv[i * 3 + j];
+        float want = canonical_sum(col, 5000), got = ((const float *)tj_tensor_data(s))[j];
+        ck_assert_msg(memcmp(&got, &want, 4) == 0, "column %d: %.9g vs %.9g", j, got, want);
+    }
+    free(col);
+    tj_scope_end();
+}
+END_TEST
+
+START_TEST(test_reductions_same_bits_any_thread_count) {
+    int axes_sets[3][2] = {{0, 0}, {1, 0}, {0, 2}};
+    int naxes[3] = {0, 1, 2};
+    tj_scope_begin();
+    tj_seed(7);
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(64, 129, 257), 0, 1);
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(tj_set_threads(1), 0);
+        tj_tensor *s1 = tj_sum(x, naxes[k], axes_sets[k], false), *m1 = tj_max(x, naxes[k], axes_sets[k], true);
+        ck_assert_int_eq(tj_set_threads(2), 0);
+        tj_tensor *s2 = tj_sum(x, naxes[k], axes_sets[k], false), *m2 = tj_max(x, naxes[k], axes_sets[k], true);
+        ck_assert(memcmp(tj_tensor_data(s1), tj_tensor_data(s2), 4 * (size_t)tj_tensor_numel(s1)) == 0);
+        ck_assert(memcmp(tj_tensor_data(m1), tj_tensor_data(m2), 4 * (size_t)tj_tensor_numel(m1)) == 0);
+    }
+    /* elementwise ops split into pieces too: same bits */
+    tj_set_threads(1);
+    tj_tensor *e1 = tj_tanh(tj_mul(x, x));
+    tj_set_threads(2);
+    tj_tensor *e2 = tj_tanh(tj_mul(x, x));
+    ck_assert(memcmp(tj_tensor_data(e1), tj_tensor_data(e2), 4 * (size_t)tj_tensor_numel(e1)) == 0);
+    tj_set_threads(1);
+    tj_scope_end();
+}
+END_TEST
+
+START_TEST(test_composites_forward) {
+    /* mean, softmax, log_softmax, dropout against hand computations in double */
+    tj_scope_begin();
+    const double v[6] = {1, 2, 3, -1, 0, 4};
+    tj_tensor *x = tj_tensor_from(TJ_F64, TJ_SHAPE(2, 3), v);
+    int ax1 = 1;
+    tj_tensor *m = tj_mean(x, 1, &ax1, false);
+    ck_assert_double_eq_tol(tu_get(m, 0), 2.0, 1e-15);
+    ck_assert_double_eq_tol(tu_get(m, 1), 1.0, 1e-15);
+    tj_tensor *sm = tj_softmax(x, -1), *lsm = tj_log_softmax(x, 1);
+    for (int r = 0; r < 2; r++) {
+        double z = 0;
+        for (int j = 0; j < 3; j++) z += exp(v[r * 3 + j]);
+        for (int j = 0; j < 3; j++) {
+            ck_assert_double_eq_tol(tu_get(sm, r * 3 + j), exp(v[r * 3 + j]) / z, 1e-14);
+            ck_assert_double_eq_tol(tu_get(lsm, r * 3 + j), v[r * 3 + j] - log(z), 1e-14);
+        }
+    }
+    /* softmax of large logits does not overflow */
+    tj_tensor *big = tj_softmax(tj_tensor_from(TJ_F32, TJ_SHAPE(2), (float[]){1000.f, 1000.f}), 0);
+    ck_assert_double_eq_tol(tu_get(big, 0), 0.5, 1e-7);
+    /* dropout: kept values are scaled by 1/(1-rate), about rate of them are zero */
+    tj_seed(3);
+    tj_tensor *ones = tj_ones(TJ_F32, TJ_SHAPE(100000));
+    tj_tensor *d = tj_dropout(ones, 0.25, true);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < 100000; i++) {
+        double y = tu_get(d, i);
+        ck_assert(y == 0 || fabs(y - 1 / 0.75) < 1e-6);
+        zeros += y == 0;
+    }
+    ck_assert_msg(labs(zeros - 25000) < 700, "dropped %lld of 100000 at rate 0.25", (long long)zeros);
+    ck_assert(tj_dropout(ones, 0.5, false) == ones);
+    /* the same seed gives the same mask */
+    tj_seed(3);
+    tj_tensor *d2 = tj_dropout(ones, 0.25, true);
+    ck_assert(memcmp(tj_tensor_data(d), tj_tensor_data(d2), 4 * 100000) == 0);
+    tj_scope_end();
+}
+END_TEST
+
+Suite *ops_suite(void) {
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("forward");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_every_op_has_a_spec);
+    tcase_add_loop_test(tc, test_forward, 0, tj_nspecs);
+    tcase_add_test(tc, test_composites_forward);
+    suite_add_tcase(s, tc);
+    TCase *order = tcase_create("order");
+    tcase_set_timeout(order, 120);
+    tcase_add_test(order, test_sum_is_canonical_order);
+    tcase_add_test(order, test_reductions_same_bits_any_thread_count);
+    suite_add_tcase(s, order);
+    return s;
+}

@@ -1,0 +1,20 @@
+/* main.c: the one test runner; ctest runs it. CK_RUN_SUITE / CK_RUN_CASE select,
+ * CK_FORK=no runs in one process for the debugger. */
+#include <stdlib.h>
+#include "testutil.h"
+
+int main(void) {
+    SRunner *sr = srunner_create(tensor_suite());
+    srunner_add_suite(sr, math_suite());
+    srunner_add_suite(sr, rng_suite());
+    srunner_add_suite(sr, blas_suite());
+    srunner_add_suite(sr, print_suite());
+    srunner_add_suite(sr, ops_suite());
+    srunner_add_suite(sr, grad_suite());
+    srunner_add_suite(sr, tape_suite());
+    srunner_add_suite(sr, alloc_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
