@@ -217,9 +217,14 @@ int tj_tape_gradient(tj_tape *tape, tj_tensor *target_h, int n, tj_tensor *const
     if (!tj_dtype_is_float(target->dtype))
         return tj_err(TJ_ERR_DTYPE, "tape_gradient: target is %s, gradients need a float target",
                       tj_dtype_name(target->dtype));
-    tensor *src[n > 0 ? n : 1];
+    size_t src_bytes = sizeof(tensor *) * (size_t)(n > 0 ? n : 1);
+    tensor **src = tj_mem_alloc(src_bytes);
+    if (!src) return TJ_ERR_OOM;
     for (int i = 0; i < n; i++)
-        if (!(src[i] = tj_resolve(sources_h[i], "tape_gradient: source", i + 1))) return tj_error_code();
+        if (!(src[i] = tj_resolve(sources_h[i], "tape_gradient: source", i + 1))) {
+            tj_mem_free(src, src_bytes);
+            return tj_error_code();
+        }
     tj_thread *th = tj_thread_state();
     uint32_t bit = 1u << tape->slot, saved = th->recording;
     th->recording &= ~bit;                  /* a tape does not record its own gradient */
@@ -235,6 +240,7 @@ int tj_tape_gradient(tj_tape *tape, tj_tensor *target_h, int n, tj_tensor *const
     }
     th->recording = saved;
     tape->used = true;
+    tj_mem_free(src, src_bytes);
     if (!(tape->flags & TJ_TAPE_PERSISTENT)) {
         release_records(tape);
         th->recording &= ~bit;

@@ -56,7 +56,7 @@ static const char *choose_core(const char **why) {
      * tuned for and validated on Intel only, and 0.3.21 has no Zen 4 target; we do not trust
      * them there and take the AVX2 kernels, which are safe and fast on every Zen. */
     if (__builtin_cpu_is("amd") && avx512 && avx2fma) {
-        *why = "AMD CPU with AVX-512; its AVX-512 kernels are not trusted on AMD";
+        *why = "AMD CPU with AVX-512, where OpenBLAS's AVX-512 kernels are not trusted";
         return "Haswell";
     }
     if (avx2fma) {
@@ -80,11 +80,14 @@ static void *find_loaded(void) {
         if (h) return h;
     }
     void *sym = dlsym(RTLD_DEFAULT, "openblas_get_config");
-    Dl_info di;
-    if (sym && dladdr(sym, &di) && di.dli_fname)
-        return dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
     dlerror();
-    return NULL;
+    if (!sym) return NULL;
+    Dl_info di;
+    void *h = NULL;
+    if (dladdr(sym, &di) && di.dli_fname) h = dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (!h) h = dlopen(NULL, RTLD_LAZY);    /* linked statically into the program */
+    dlerror();
+    return h;
 }
 
 static void *sym(const char *name) {
@@ -253,10 +256,7 @@ void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float 
 void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
                    double *C) {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        for (int64_t i = 0; i < m * n; i++) C[i] = 0.0;
-        return;
-    }
+    if (k <= 0) { memset(C, 0, sizeof(double) * (size_t)m * (size_t)n); return; }
     ensure_loaded();
     if (!lib.dgemm || n > INT_MAX || k > INT_MAX) {
         tj_blas_dgemm_naive(m, n, k, A, B, C);

@@ -67,13 +67,22 @@ void    tj_tensor_unref(tensor *t);
 bool    tj_is_variable(const tensor *t);
 
 size_t  tj_dtype_size(tj_dtype dt);
+/* float -> int32 as tj_cast defines it: truncate toward zero, saturate, NaN -> 0
+ * (C leaves out-of-range conversions undefined). */
+static inline int32_t tj_f2i(double v) {
+    if (v != v) return 0;
+    if (v >= 2147483647.0) return INT32_MAX;
+    if (v <= -2147483648.0) return INT32_MIN;
+    return (int32_t)v;
+}
 bool    tj_dtype_valid(tj_dtype dt);
 bool    tj_dtype_is_float(tj_dtype dt);
 
 /* ---- shapes (shape.c) ------------------------------------------------------------------ */
 int64_t tj_shape_numel(const tj_shape *s);
 bool    tj_shape_equal(const tj_shape *a, const tj_shape *b);
-/* Checks ndim and dims; reports "op: ..." on failure. */
+#define TJ_MAX_NUMEL (INT64_C(1) << 59)   /* so numel * 8 bytes never overflows */
+/* Checks ndim and dims (>= 0, product of the nonzero ones <= TJ_MAX_NUMEL). */
 int     tj_shape_check(const tj_shape *s, const char *op);
 /* "(2, 3)" into buf (at least 8 * 24 bytes suggested); returns buf. */
 char   *tj_shape_str(const tj_shape *s, char *buf, size_t n);

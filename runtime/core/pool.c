@@ -3,12 +3,16 @@
  * so the pool never allocates (nothing for LeakSanitizer to find). One job runs at a time;
  * the caller takes part, tasks are handed out by an atomic counter. A call made while the
  * pool is busy (a nested call from a task, or another user thread's job) runs serially in
- * its caller, which is correct because callers split work into fixed pieces. */
+ * its caller, which is correct because callers split work into fixed pieces.
+ * Tasks run on other threads: they must not use the caller's per-thread state (errors,
+ * scopes, RNG position). Needs _POSIX_C_SOURCE for pthread_sigmask. */
+#define _POSIX_C_SOURCE 200809L
 #include "core.h"
 #include "blas.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -149,8 +153,13 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* Starts workers up to number want (under busy); returns how many exist. */
+/* Starts workers up to number want (under busy); returns how many exist. Workers block
+ * every signal, so signals go to the program's own threads. */
 static int start_workers(int want) {
+    if (pool.nstarted >= want) return pool.nstarted;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     while (pool.nstarted < want) {
         int i = pool.nstarted;
         pool.index[i] = i + 1;
@@ -163,6 +172,7 @@ static int start_workers(int want) {
         if (rc) break;      /* out of threads: run with the ones we have */
         pool.nstarted++;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return pool.nstarted;
 }
 

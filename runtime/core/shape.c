@@ -21,14 +21,17 @@ bool tj_shape_equal(const tj_shape *a, const tj_shape *b) {
 int tj_shape_check(const tj_shape *s, const char *op) {
     if (s->ndim < 0 || s->ndim > TJ_MAX_DIMS)
         return tj_err(TJ_ERR_SHAPE, "%s: rank %d is out of range [0, %d]", op, s->ndim, TJ_MAX_DIMS);
-    int64_t n = 1;
+    int64_t n = 1;     /* product of the nonzero dims: a (0, 2^62) shape is refused too */
     for (int i = 0; i < s->ndim; i++) {
         if (s->dim[i] < 0)
             return tj_err(TJ_ERR_SHAPE, "%s: dimension %d is %lld, must be >= 0", op, i,
                           (long long)s->dim[i]);
-        if (s->dim[i] && n > (INT64_MAX >> 4) / s->dim[i])
-            return tj_err(TJ_ERR_SHAPE, "%s: shape has too many elements", op);
-        n *= s->dim[i];
+        if (s->dim[i] && n > TJ_MAX_NUMEL / s->dim[i]) {
+            char b[TJ_SHAPE_STR_MAX];
+            return tj_err(TJ_ERR_SHAPE, "%s: shape %s has too many elements (more than 2^59)", op,
+                          tj_shape_str(s, b, sizeof b));
+        }
+        if (s->dim[i]) n *= s->dim[i];
     }
     return 0;
 }

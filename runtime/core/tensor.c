@@ -70,24 +70,35 @@ static void handle_release(tensor *t) {
     t->handle = 0;
 }
 
-tensor *tj_resolve(const tj_tensor *h, const char *op, int argi) {
-    if (!h) {
-        tj_err(TJ_ERR_ARG, "%s: argument %d is NULL", op, argi);
-        return NULL;
-    }
+/* The tensor behind h: 0, or TJ_ERR_ARG (NULL / not a handle) or TJ_ERR_STALE. */
+static int lookup(const tj_tensor *h, tensor **out) {
+    *out = NULL;
+    if (!h) return TJ_ERR_ARG;
     uint64_t v = (uint64_t)(uintptr_t)h;
     uint32_t i = (uint32_t)v, gen = (uint32_t)(v >> 32);
-    if (i < atomic_load(&nslots) && atomic_load_explicit(&chunks[i >> CHUNK_BITS], memory_order_acquire)) {
-        slot *s = slot_at(i);
-        if (atomic_load(&s->gen) == gen && s->t) return s->t;
-        if (gen != 0 && atomic_load(&s->gen) > gen) {
-            tj_err(TJ_ERR_STALE, "%s: argument %d is a tensor whose scope has ended "
-                   "(or a freed variable); keep it with tj_keep to use it later", op, argi);
-            return NULL;
-        }
-    }
-    tj_err(TJ_ERR_ARG, "%s: argument %d is not a tensor handle", op, argi);
-    return NULL;
+    if (gen == 0 || i >= atomic_load(&nslots) ||
+        !atomic_load_explicit(&chunks[i >> CHUNK_BITS], memory_order_acquire))
+        return TJ_ERR_ARG;
+    slot *s = slot_at(i);
+    uint32_t now = atomic_load_explicit(&s->gen, memory_order_acquire);
+    if (now == gen && s->t) { *out = s->t; return 0; }
+    return now > gen ? TJ_ERR_STALE : TJ_ERR_ARG;
+}
+
+static int resolve_status(const tj_tensor *h, const char *op, int argi, tensor **out) {
+    int rc = lookup(h, out);
+    if (rc == TJ_ERR_STALE)
+        tj_err(TJ_ERR_STALE, "%s: argument %d is a tensor whose scope has ended (or a freed variable); "
+               "keep it with tj_keep to use it later", op, argi);
+    else if (rc)
+        tj_err(TJ_ERR_ARG, h ? "%s: argument %d is not a tensor handle" : "%s: argument %d is NULL", op, argi);
+    return rc;
+}
+
+tensor *tj_resolve(const tj_tensor *h, const char *op, int argi) {
+    tensor *t;
+    resolve_status(h, op, argi, &t);
+    return t;
 }
 
 /* ---- per-thread state ---------------------------------------------------------------- */
@@ -224,6 +235,7 @@ static tensor *header_init(tensor *t, tj_dtype dt, const tj_shape *shape, storag
 
 /* One allocation: the header lives inside its storage block until both are unused. */
 tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape) {
+    if (tj_shape_check(shape, "tensor")) return NULL;   /* op results can outgrow their inputs */
     storage *st = storage_new(EMBED_HDR, (size_t)tj_shape_numel(shape) * tj_dtype_size(dt));
     if (!st) return NULL;
     tensor *t = (tensor *)((char *)st + STORAGE_HDR);
@@ -289,19 +301,19 @@ tj_tensor *tj_variable(tj_tensor *init_h, const char *name) {
     return tj_handle(v);
 }
 
-static tensor *resolve_variable(tj_tensor *h, const char *op) {
-    tensor *v = tj_resolve(h, op, 1);
-    if (v && !tj_is_variable(v)) {
-        tj_err(TJ_ERR_ARG, "%s: argument 1 is not a variable (create it with tj_variable)", op);
-        return NULL;
+static int resolve_variable(const tj_tensor *h, const char *op, tensor **v) {
+    int rc = resolve_status(h, op, 1, v);
+    if (rc == 0 && !tj_is_variable(*v)) {
+        *v = NULL;
+        return tj_err(TJ_ERR_ARG, "%s: argument 1 is not a variable (create it with tj_variable)", op);
     }
-    return v;
+    return rc;
 }
 
 int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
-    tensor *v = resolve_variable(var_h, "assign");
-    tensor *x = tj_resolve(value_h, "assign", 2);
-    if (!v || !x) return tj_error_code() ? tj_error_code() : TJ_ERR_ARG;
+    tensor *v, *x;
+    int rc = resolve_variable(var_h, "assign", &v);
+    if (rc || (rc = resolve_status(value_h, "assign", 2, &x))) return rc;
     char sv[TJ_SHAPE_STR_MAX], sx[TJ_SHAPE_STR_MAX];
     if (v->dtype != x->dtype)
         return tj_err(TJ_ERR_DTYPE, "assign: variable '%s' is %s, value is %s",
@@ -325,9 +337,8 @@ int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
 }
 
 void tj_variable_free(tj_tensor *h) {
-    if (!h) return;
-    tensor *v = resolve_variable(h, "variable_free");
-    if (!v) return;
+    tensor *v;
+    if (!h || resolve_variable(h, "variable_free", &v)) return;
     handle_release(v);
     tj_tensor_unref(v);
 }

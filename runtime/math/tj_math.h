@@ -18,6 +18,20 @@ static inline float tj_math_from_bits_f(uint32_t u) { float x; memcpy(&x, &u, 4)
 static inline uint64_t tj_math_bits_d(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
 static inline double tj_math_from_bits_d(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
 
+/* c ? a : b, the lowering's `select`. Written with a bit mask because gcc, under its default
+ * -ftrapping-math, turns ?: on floats back into branches (it sinks the unselected arm's
+ * arithmetic into one) and then will not vectorize the loop. */
+static inline float tj_math_select_f(int c, float a, float b)
+{
+    uint32_t m = -(uint32_t)(c != 0);
+    return tj_math_from_bits_f((tj_math_bits_f(a) & m) | (tj_math_bits_f(b) & ~m));
+}
+static inline double tj_math_select_d(int c, double a, double b)
+{
+    uint64_t m = -(uint64_t)(c != 0);
+    return tj_math_from_bits_d((tj_math_bits_d(a) & m) | (tj_math_bits_d(b) & ~m));
+}
+
 /* exp(x) = 2^k * e^r, k = round(x*log2(e)), r = x - k*ln2, |r| <= 0.3466.
  * x is first clamped to [-120, 100] (NaN goes to 100 and is put back at the end); that
  * keeps |k| < 256 and still rounds to 0 and +inf. ln2 = LN2_HI + LN2_LO (Cody-Waite):
@@ -29,8 +43,8 @@ static inline double tj_math_from_bits_d(uint64_t u) { double x; memcpy(&x, &u, 
  * overflow and subnormal results are right. Max error: 1.05 ulp over every float. */
 static inline float tj_m_expf(float x)
 {
-    float xc = x < 100.0f ? x : 100.0f;
-    xc = xc > -120.0f ? xc : -120.0f;
+    float xc = tj_math_select_f(x < 100.0f, x, 100.0f);
+    xc = tj_math_select_f(xc > -120.0f, xc, -120.0f);
     float kf = (xc * 0x1.715476p+0f + 0x1.8p23f) - 0x1.8p23f;
     int32_t k = (int32_t)kf;
     float r = (xc - kf * 0x1.62e4p-1f) - kf * 0x1.7f7d1cp-20f;
@@ -44,7 +58,7 @@ static inline float tj_m_expf(float x)
     float s1 = tj_math_from_bits_f((uint32_t)(k1 + 127) << 23);
     float s2 = tj_math_from_bits_f((uint32_t)(k2 + 127) << 23);
     float y = (er * s1) * s2;
-    return x != x ? x : y;
+    return tj_math_select_f(x != x, x, y);
 }
 
 /* The same for double: clamp to [-800, 800] (|k| <= 1155), shifter 0x1.8p52, k1/k2 split,
@@ -53,8 +67,8 @@ static inline float tj_m_expf(float x)
  * Max error: 1.03 ulp over 2^24 samples of the whole range. */
 static inline double tj_m_exp(double x)
 {
-    double xc = x < 800.0 ? x : 800.0;
-    xc = xc > -800.0 ? xc : -800.0;
+    double xc = tj_math_select_d(x < 800.0, x, 800.0);
+    xc = tj_math_select_d(xc > -800.0, xc, -800.0);
     double kf = (xc * 0x1.71547652b82fep+0 + 0x1.8p52) - 0x1.8p52;
     int32_t k = (int32_t)kf;
     double r = (xc - kf * 0x1.62e42feep-1) - kf * 0x1.a39ef35793c76p-33;
@@ -73,7 +87,7 @@ static inline double tj_m_exp(double x)
     double s1 = tj_math_from_bits_d((uint64_t)(k1 + 1023) << 52);
     double s2 = tj_math_from_bits_d((uint64_t)(k2 + 1023) << 52);
     double y = (er * s1) * s2;
-    return x != x ? x : y;
+    return tj_math_select_d(x != x, x, y);
 }
 
 /* log(x) = k*ln2 + log(1+f), x = 2^k * (1+f), 1+f in [sqrt(2)/2, sqrt(2)) (fdlibm/musl).
@@ -87,7 +101,7 @@ static inline double tj_m_exp(double x)
 static inline float tj_m_logf(float x)
 {
     int sub = x < 0x1p-126f;
-    float xs = sub ? x * 0x1p25f : x;
+    float xs = x * tj_math_select_f(sub, 0x1p25f, 1.0f);
     uint32_t u = tj_math_bits_f(xs) + (0x3f800000u - 0x3f3504f3u);
     int32_t k = (int32_t)(u >> 23) - 127 - (sub ? 25 : 0);
     float f = tj_math_from_bits_f((u & 0x007fffffu) + 0x3f3504f3u) - 1.0f;
@@ -97,8 +111,8 @@ static inline float tj_m_logf(float x)
     float z = s * s, w = z * z;
     float R = z * (0x1.555554p-1f + w * 0x1.23d3dcp-2f) + w * (0x1.999c26p-2f + w * 0x1.f13c4cp-3f);
     float y = dk * 0x1.62e4p-1f - ((hfsq - (s * (hfsq + R) + dk * 0x1.7f7d1cp-20f)) - f);
-    y = x > 0.0f ? y : (x == 0.0f ? -INFINITY : NAN);
-    return x == INFINITY ? x : y;
+    y = tj_math_select_f(x > 0.0f, y, tj_math_select_f(x == 0.0f, -INFINITY, NAN));
+    return tj_math_select_f(x == INFINITY, x, y);
 }
 
 /* The same for double: subnormals scaled by 2^54, the offset applied to the high word,
@@ -107,7 +121,7 @@ static inline float tj_m_logf(float x)
 static inline double tj_m_log(double x)
 {
     int sub = x < 0x1p-1022;
-    double xs = sub ? x * 0x1p54 : x;
+    double xs = x * tj_math_select_d(sub, 0x1p54, 1.0);
     uint64_t u = tj_math_bits_d(xs) + ((uint64_t)(0x3ff00000u - 0x3fe6a09eu) << 32);
     int32_t k = (int32_t)(u >> 52) - 1023 - (sub ? 54 : 0);
     double f = tj_math_from_bits_d((u & 0x000fffffffffffffu) + ((uint64_t)0x3fe6a09eu << 32)) - 1.0;
@@ -120,8 +134,8 @@ static inline double tj_m_log(double x)
                 + w * (0x1.7466496cb03dep-3 + w * 0x1.2f112df3e5244p-3)));
     double R = t2 + t1;
     double y = dk * 0x1.62e42feep-1 - ((hfsq - (s * (hfsq + R) + dk * 0x1.a39ef35793c76p-33)) - f);
-    y = x > 0.0 ? y : (x == 0.0 ? -INFINITY : (double)NAN);
-    return x == INFINITY ? x : y;
+    y = tj_math_select_d(x > 0.0, y, tj_math_select_d(x == 0.0, -INFINITY, NAN));
+    return tj_math_select_d(x == INFINITY, x, y);
 }
 
 /* tanh(x) = sign(x) * t(a), a = |x| (sign by bits, so tanh(-0) = -0).
@@ -140,9 +154,9 @@ static inline float tj_m_tanhf(float x)
     float z = a * a;
     float e = tj_m_expf(a + a);
     int small = a < 0.625f;
-    float num = small ? (a * z) * (-315.0f - 14.0f * z) : -2.0f;
-    float den = small ? 945.0f + z * (420.0f + 15.0f * z) : e + 1.0f;
-    float t = (small ? a : 1.0f) + num / den;
+    float num = tj_math_select_f(small, (a * z) * (-315.0f - 14.0f * z), -2.0f);
+    float den = tj_math_select_f(small, 945.0f + z * (420.0f + 15.0f * z), e + 1.0f);
+    float t = tj_math_select_f(small, a, 1.0f) + num / den;
     return tj_math_from_bits_f(tj_math_bits_f(t) | sign);
 }
 
@@ -160,9 +174,9 @@ static inline double tj_m_tanh(double x)
     int small = a < 0.625;
     double nd = -11486475.0 + z * (-810810.0 + z * (-12870.0 + z * -44.0));
     double dd = 34459425.0 + z * (16216200.0 + z * (945945.0 + z * (13860.0 + z * 45.0)));
-    double num = small ? (a * z) * nd : -2.0;
-    double den = small ? dd : e + 1.0;
-    double t = (small ? a : 1.0) + num / den;
+    double num = tj_math_select_d(small, (a * z) * nd, -2.0);
+    double den = tj_math_select_d(small, dd, e + 1.0);
+    double t = tj_math_select_d(small, a, 1.0) + num / den;
     return tj_math_from_bits_d(tj_math_bits_d(t) | sign);
 }
 
@@ -175,15 +189,15 @@ static inline double tj_m_tanh(double x)
  * in the result's ulps when e and the result sit at opposite ends of their binades). */
 static inline float tj_m_sigmoidf(float x)
 {
-    float e = tj_m_expf(x < 0.0f ? x : -x);
-    return (x < 0.0f ? e : 1.0f) / (1.0f + e);
+    float e = tj_m_expf(tj_math_select_f(x < 0.0f, x, -x));
+    return tj_math_select_f(x < 0.0f, e, 1.0f) / (1.0f + e);
 }
 
 /* The same for double. Max error: 2.31 ulp over 2^24 samples. */
 static inline double tj_m_sigmoid(double x)
 {
-    double e = tj_m_exp(x < 0.0 ? x : -x);
-    return (x < 0.0 ? e : 1.0) / (1.0 + e);
+    double e = tj_m_exp(tj_math_select_d(x < 0.0, x, -x));
+    return tj_math_select_d(x < 0.0, e, 1.0) / (1.0 + e);
 }
 
 #endif /* TJ_MATH_H */

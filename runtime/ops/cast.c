@@ -2,13 +2,6 @@
  * saturate at the int32 range; NaN becomes 0 (C leaves these undefined; we define them). */
 #include "op.h"
 
-static int32_t f2i(double v) {
-    if (v != v) return 0;
-    if (v >= 2147483647.0) return INT32_MAX;
-    if (v <= -2147483648.0) return INT32_MIN;
-    return (int32_t)v;
-}
-
 #define CONVERT(TO, FROM, EXPR)                                                   \
     do {                                                                          \
         const FROM *x = t->data;                                                  \
@@ -25,11 +18,11 @@ tensor *tj_t_cast(tensor *t, tj_dtype dt) {
     switch (t->dtype) {
     case TJ_F32:
         if (dt == TJ_F64) CONVERT(double, float, (double)x[i]);
-        else CONVERT(int32_t, float, f2i(x[i]));
+        else CONVERT(int32_t, float, tj_f2i(x[i]));
         break;
     case TJ_F64:
         if (dt == TJ_F32) CONVERT(float, double, (float)x[i]);
-        else CONVERT(int32_t, double, f2i(x[i]));
+        else CONVERT(int32_t, double, tj_f2i(x[i]));
         break;
     case TJ_I32:
         if (dt == TJ_F32) CONVERT(float, int32_t, (float)x[i]);

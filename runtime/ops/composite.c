@@ -5,7 +5,8 @@
 /* mean = sum / count; int32 divides with truncation, as TensorFlow's reduce_mean */
 tj_tensor *tj_mean(tj_tensor *h, int naxes, const int *axes, bool keepdims) {
     tensor *t = tj_resolve(h, "mean", 1);
-    if (!t) return NULL;
+    bool mask[TJ_MAX_DIMS];
+    if (!t || tj_reduce_axes("mean", t, naxes, axes, mask)) return NULL;
     tensor *s = tj_t_reduce(TJ_OP_SUM, t, naxes, axes, keepdims);
     if (!s) return NULL;
     int64_t count = s->numel ? t->numel / s->numel : 0;
@@ -31,10 +32,14 @@ static tensor *softmax_arg(tj_tensor *h, const char *op, int *axis) {
     return t;
 }
 
+/* softmax over an empty axis is empty, as numpy's (there is no max to shift by) */
+static bool empty_axis(const tensor *t, int axis) { return t->shape.dim[axis] == 0; }
+
 /* softmax(x) = exp(x - m) / sum(exp(x - m)) */
 tj_tensor *tj_softmax(tj_tensor *h, int axis) {
     tensor *t = softmax_arg(h, "softmax", &axis);
     if (!t) return NULL;
+    if (empty_axis(t, axis)) return tj_handle(tj_t_full(t->dtype, &t->shape, 0));
     tensor *e = tj_t_ew1(TJ_OP_EXP, shifted(t, axis));
     return tj_handle(T_DIV(e, tj_t_reduce(TJ_OP_SUM, e, 1, &axis, true)));
 }
@@ -43,6 +48,7 @@ tj_tensor *tj_softmax(tj_tensor *h, int axis) {
 tj_tensor *tj_log_softmax(tj_tensor *h, int axis) {
     tensor *t = softmax_arg(h, "log_softmax", &axis);
     if (!t) return NULL;
+    if (empty_axis(t, axis)) return tj_handle(tj_t_full(t->dtype, &t->shape, 0));
     tensor *z = shifted(t, axis);
     tensor *lse = tj_t_ew1(TJ_OP_LOG, tj_t_reduce(TJ_OP_SUM, tj_t_ew1(TJ_OP_EXP, z), 1, &axis, true));
     return tj_handle(T_SUB(z, lse));

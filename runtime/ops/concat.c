@@ -59,7 +59,8 @@ static int concat_grad(const tj_node *n, tensor *g, tensor **gin) {
 const tj_op_info tj_op_concat = {.name = "concat", .kind = TJ_KIND_OTHER, .grad = concat_grad};
 
 tj_tensor *tj_concat(int n, tj_tensor *const *hs, int axis) {
-    if (n < 1 || n > 4096 || !hs) return tj_err(TJ_ERR_ARG, "concat: %d tensors given, need 1 to 4096", n), NULL;
+    if (!hs) return tj_err(TJ_ERR_ARG, "concat: the array of tensors is NULL"), NULL;
+    if (n < 1 || n > 4096) return tj_err(TJ_ERR_ARG, "concat: %d tensors given, need 1 to 4096", n), NULL;
     tensor *ts[4096];
     if (!tj_resolve_args("concat", n, hs, ts)) return NULL;
     return tj_handle(tj_t_concat(n, ts, axis));

@@ -15,12 +15,13 @@ tj_tensor *tj_tensor_from(tj_dtype dt, tj_shape shape, const void *data) {
     return tj_handle(t);
 }
 
-tj_tensor *tj_full(tj_dtype dt, tj_shape shape, double value) {
-    if (!tj_dtype_valid(dt)) return tj_err(TJ_ERR_DTYPE, "full: %d is not a dtype", (int)dt), NULL;
-    if (tj_shape_check(&shape, "full")) return NULL;
-    return tj_handle(tj_t_full(dt, &shape, value));
+static tj_tensor *filled(const char *op, tj_dtype dt, const tj_shape *shape, double value) {
+    if (!tj_dtype_valid(dt)) return tj_err(TJ_ERR_DTYPE, "%s: %d is not a dtype", op, (int)dt), NULL;
+    if (tj_shape_check(shape, op)) return NULL;
+    return tj_handle(tj_t_full(dt, shape, value));
 }
 
-tj_tensor *tj_zeros(tj_dtype dt, tj_shape shape) { return tj_full(dt, shape, 0.0); }
-tj_tensor *tj_ones(tj_dtype dt, tj_shape shape) { return tj_full(dt, shape, 1.0); }
+tj_tensor *tj_full(tj_dtype dt, tj_shape shape, double value) { return filled("full", dt, &shape, value); }
+tj_tensor *tj_zeros(tj_dtype dt, tj_shape shape) { return filled("zeros", dt, &shape, 0.0); }
+tj_tensor *tj_ones(tj_dtype dt, tj_shape shape) { return filled("ones", dt, &shape, 1.0); }
 tj_tensor *tj_scalar(double value) { return tj_handle(tj_t_scalar(TJ_F32, value)); }

@@ -22,7 +22,7 @@ tensor *tj_t_full(tj_dtype dt, const tj_shape *shape, double v) {
     switch (dt) {
     case TJ_F32: { float *p = t->data; for (int64_t i = 0; i < t->numel; i++) p[i] = (float)v; break; }
     case TJ_F64: { double *p = t->data; for (int64_t i = 0; i < t->numel; i++) p[i] = v; break; }
-    case TJ_I32: { int32_t *p = t->data; for (int64_t i = 0; i < t->numel; i++) p[i] = (int32_t)v; break; }
+    case TJ_I32: { int32_t *p = t->data; int32_t iv = tj_f2i(v); for (int64_t i = 0; i < t->numel; i++) p[i] = iv; break; }
     }
     return t;
 }

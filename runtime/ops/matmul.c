@@ -40,6 +40,12 @@ tensor *tj_t_matmul(tensor *a, tensor *b) {
     tj_shape ba = {.ndim = ra - 2}, bb = {.ndim = rb - 2}, bs;
     for (int d = 0; d < ra - 2; d++) ba.dim[d] = a->shape.dim[d];
     for (int d = 0; d < rb - 2; d++) bb.dim[d] = b->shape.dim[d];
+    for (int d = 0; d < ba.ndim && d < bb.ndim; d++) {
+        int64_t x = ba.dim[ba.ndim - 1 - d], y = bb.dim[bb.ndim - 1 - d];
+        if (x != y && x != 1 && y != 1)
+            return tj_err(TJ_ERR_SHAPE, "matmul: batch dimensions cannot be broadcast: a is %s, b is %s",
+                          tj_shape_str(&a->shape, sa, sizeof sa), tj_shape_str(&b->shape, sb, sizeof sb)), NULL;
+    }
     if (tj_broadcast_shape(&ba, &bb, &bs, "matmul")) return NULL;
     tj_shape os = bs;
     os.dim[os.ndim++] = m;

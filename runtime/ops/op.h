@@ -97,6 +97,8 @@ tensor *tj_t_argmax(tensor *t, int axis);
 /* Checks int32 indices against [0, dim) for gather and scatter_add; 0 or an error. */
 int     tj_check_indices(const char *op, const tensor *idx, int64_t dim, int axis);
 tensor *tj_t_rand(tj_op op, const tj_shape *shape, double a, double b);   /* rand_uniform/normal */
+/* Reduction axes of t as a mask (naxes 0: all); errors name op. */
+int     tj_reduce_axes(const char *op, const tensor *t, int naxes, const int *axes, bool *mask);
 tensor *tj_t_unreduce(const tj_node *n, tensor *g);          /* reduced axes kept as 1 */
 
 #endif

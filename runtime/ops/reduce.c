@@ -93,7 +93,7 @@ static int run_reduce(red_plan *p) {
 }
 
 /* Normalises axes into a mask; naxes 0 means all. */
-static int axes_mask(const char *op, const tensor *t, int naxes, const int *axes, bool *mask) {
+int tj_reduce_axes(const char *op, const tensor *t, int naxes, const int *axes, bool *mask) {
     memset(mask, 0, sizeof(bool) * TJ_MAX_DIMS);
     if (naxes < 0 || naxes > TJ_MAX_DIMS || (naxes > 0 && !axes))
         return tj_err(TJ_ERR_ARG, "%s: naxes is %d but axes is %s", op, naxes, axes ? "given" : "NULL");
@@ -114,7 +114,7 @@ tensor *tj_t_reduce(tj_op op, tensor *t, int naxes, const int *axes, bool keepdi
     if (!t) return NULL;
     const tj_op_info *info = tj_ops[op];
     bool mask[TJ_MAX_DIMS];
-    if (axes_mask(info->name, t, naxes, axes, mask)) return NULL;
+    if (tj_reduce_axes(info->name, t, naxes, axes, mask)) return NULL;
     red_plan p = {.fn = info->reduce[t->dtype], .esize = tj_dtype_size(t->dtype), .x = t->data, .K = 1};
     tj_shape os = {0};
     int64_t st[TJ_MAX_DIMS];

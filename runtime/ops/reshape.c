@@ -15,6 +15,9 @@ tensor *tj_t_reshape(tensor *t, const tj_shape *shape_) {
         if (s.dim[d] < 0)
             return tj_err(TJ_ERR_SHAPE, "reshape: bad target shape %s (one -1 at most, others >= 0)",
                           tj_shape_str(&s, a, sizeof a)), NULL;
+        if (s.dim[d] && known > TJ_MAX_NUMEL / s.dim[d])
+            return tj_err(TJ_ERR_SHAPE, "reshape: target shape %s has too many elements",
+                          tj_shape_str(&s, a, sizeof a)), NULL;
         known *= s.dim[d];
     }
     if (infer >= 0) {
