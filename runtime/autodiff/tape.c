@@ -70,7 +70,17 @@ static int add_node(tj_tape *tape, tj_op op, int nin, tensor *const *in, tensor 
     n->out = out;
     if (attr) n->attr = *attr;
     tj_tensor_ref(out);
-    for (int i = 0; i < nin; i++) { n->in[i] = in[i]; tj_tensor_ref(in[i]); }
+    for (int i = 0; i < nin; i++) {
+        tensor *x = tj_is_variable(in[i]) ? tj_variable_snapshot(in[i]) : in[i];
+        if (!x) {
+            for (int k = 0; k < i; k++) tj_tensor_unref(n->in[k]);
+            tj_tensor_unref(out);
+            tape->arena->used -= node_size(nin);    /* give the node back */
+            return TJ_ERR_OOM;
+        }
+        n->in[i] = x;
+        tj_tensor_ref(x);
+    }
     tape->nodes[tape->n++] = n;
     out->tape_mask |= 1u << tape->slot;
     return 0;
@@ -81,7 +91,7 @@ int tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *
     uint32_t rec = th->no_grad ? 0 : th->recording;
     if (!rec || !tj_ops[op]->grad || !tj_dtype_is_float(out->dtype)) return 0;
     uint32_t m = 0;
-    for (int i = 0; i < nin; i++) m |= tj_is_variable(in[i]) ? rec : in[i]->tape_mask;
+    for (int i = 0; i < nin; i++) m |= tj_is_variable(in[i]) || in[i]->var_of ? rec : in[i]->tape_mask;
     m &= rec;
     while (m) {
         int slot = __builtin_ctz(m);
@@ -195,7 +205,7 @@ static int backward(tj_tape *tape, tensor *target, uint64_t epoch) {
         memset(gin, 0, sizeof(tensor *) * (size_t)n->nin);
         if (tj_ops[n->op]->grad(n, n->out->bw_grad, gin)) return -1;
         for (int k = 0; k < n->nin; k++) {
-            tensor *in = n->in[k];
+            tensor *in = n->in[k]->var_of ? n->in[k]->var_of : n->in[k];  /* a read -> its variable */
             if (!gin[k] || !(tj_is_variable(in) || (in->tape_mask & bit))) continue;
             if (accumulate(in, gin[k], epoch)) return -1;
         }

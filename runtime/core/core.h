@@ -47,6 +47,10 @@ typedef struct tensor {
     int32_t  scope;       /* index of the owning scope, -1 if none */
     int64_t  scope_pos;   /* position in that scope's list */
     char    *name;        /* variables */
+    /* A variable's value as ops read it since the last tj_assign: tapes record this
+     * snapshot (var_of points back), so tj_assign copies on write and a gradient uses
+     * the value the forward pass saw, as TensorFlow's ReadVariableOp. */
+    struct tensor *snapshot, *var_of;
     /* backward scratch (tape.c): valid when bw_epoch is the thread's current epoch */
     uint64_t bw_epoch;
     struct tensor *bw_grad;
@@ -62,6 +66,8 @@ tensor *tj_resolve(const tj_tensor *h, const char *op, int argi);
 tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape);
 /* A new tensor header sharing t's storage, with another shape of the same numel. */
 tensor *tj_tensor_view(tensor *t, const tj_shape *shape);
+/* The variable's current read snapshot (owned by v), NULL on OOM. */
+tensor *tj_variable_snapshot(tensor *v);
 void    tj_tensor_ref(tensor *t);
 void    tj_tensor_unref(tensor *t);
 bool    tj_is_variable(const tensor *t);
@@ -96,7 +102,9 @@ void    tj_strides(const tj_shape *s, int64_t *strides);
 
 /* ---- per-thread state -------------------------------------------------------------------- */
 struct tj_tape;
-typedef struct scope { tensor **items; int64_t n, cap; } scope;
+/* phantoms: tj_scope_begin calls above this scope that failed (OOM); the matching
+ * tj_scope_end calls consume them instead of ending a real scope. */
+typedef struct scope { tensor **items; int64_t n, cap; int32_t phantoms; } scope;
 
 #define TJ_MAX_TAPES 32
 typedef struct tj_thread {

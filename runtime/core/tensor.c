@@ -112,11 +112,31 @@ uint64_t tj_next_id(void) { return atomic_fetch_add_explicit(&next_id, 1, memory
 
 /* ---- scopes ---------------------------------------------------------------------------- */
 
+static void scope_release(scope *s);
+
+/* A thread that ends frees its scopes, root included (pthread key destructor). */
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_exit(void *arg) {
+    tj_thread *th = arg;
+    while (th->nscopes > 0) scope_release(&th->scopes[--th->nscopes]);
+    tj_mem_free(th->scopes, sizeof(scope) * (size_t)th->capscopes);
+    th->scopes = NULL;
+    th->capscopes = 0;
+}
+
+static void thread_key_create(void) { pthread_key_create(&thread_key, thread_exit); }
+
 static int scope_push(tj_thread *th) {
     if (th->nscopes == th->capscopes) {
         int cap = th->capscopes ? 2 * th->capscopes : 8;
         scope *s = tj_mem_realloc(th->scopes, sizeof(scope) * th->capscopes, sizeof(scope) * cap);
         if (!s) return TJ_ERR_OOM;
+        if (!th->scopes) {
+            pthread_once(&thread_key_once, thread_key_create);
+            pthread_setspecific(thread_key, th);
+        }
         th->scopes = s;
         th->capscopes = cap;
     }
@@ -144,14 +164,10 @@ static int scope_add(tensor *t) {
 void tj_scope_begin(void) {
     tj_thread *th = &thread_state;
     if (th->nscopes == 0 && scope_push(th)) return;   /* the root scope */
-    scope_push(th);
+    if (scope_push(th)) th->scopes[th->nscopes - 1].phantoms++;
 }
 
-int tj_scope_end(void) {
-    tj_thread *th = &thread_state;
-    if (th->nscopes <= 1)
-        return tj_err(TJ_ERR_STATE, "scope_end: no scope is open (tj_scope_begin was not called)");
-    scope *s = &th->scopes[--th->nscopes];
+static void scope_release(scope *s) {
     for (int64_t i = 0; i < s->n; i++) {
         tensor *t = s->items[i];
         if (!t) continue;           /* kept into the enclosing scope */
@@ -161,8 +177,21 @@ int tj_scope_end(void) {
     }
     tj_mem_free(s->items, sizeof(tensor *) * s->cap);
     *s = (scope){0};
+}
+
+int tj_scope_end(void) {
+    tj_thread *th = &thread_state;
+    if (th->nscopes > 0 && th->scopes[th->nscopes - 1].phantoms) {
+        th->scopes[th->nscopes - 1].phantoms--;
+        return 0;
+    }
+    if (th->nscopes <= 1)
+        return tj_err(TJ_ERR_STATE, "scope_end: no scope is open (tj_scope_begin was not called)");
+    scope_release(&th->scopes[--th->nscopes]);
     return 0;
 }
+
+
 
 tj_tensor *tj_keep(tj_tensor *h) {
     tensor *t = tj_resolve(h, "keep", 1);
@@ -263,12 +292,38 @@ tensor *tj_tensor_view(tensor *src, const tj_shape *shape) {
     return header_new(src->dtype, shape, src->st, src->data);
 }
 
+tensor *tj_variable_snapshot(tensor *v) {
+    if (v->snapshot) return v->snapshot;
+    tensor *s = tj_mem_calloc(sizeof *s);   /* no handle, no scope: only tapes see it */
+    if (!s) return NULL;
+    s->id = tj_next_id();
+    s->dtype = v->dtype;
+    s->shape = v->shape;
+    s->numel = v->numel;
+    s->st = v->st;
+    s->data = v->data;
+    s->refs = 1;                            /* v's reference */
+    s->scope = -1;
+    s->var_of = v;
+    v->st->refs++;
+    v->refs++;
+    v->snapshot = s;
+    return s;
+}
+
+static void drop_snapshot(tensor *v) {
+    tensor *s = v->snapshot;
+    v->snapshot = NULL;
+    if (s) tj_tensor_unref(s);
+}
+
 void tj_tensor_ref(tensor *t) { t->refs++; }
 
 void tj_tensor_unref(tensor *t) {
     if (--t->refs > 0) return;
     handle_release(t);
     if (t->name) tj_mem_free(t->name, strlen(t->name) + 1);
+    if (t->var_of) tj_tensor_unref(t->var_of);
     if (t->flags & TJ_T_EMBEDDED) {
         storage_unref(t->st);        /* frees t too once no view uses the block */
     } else {
@@ -323,6 +378,7 @@ int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
                       v->name ? v->name : "", tj_shape_str(&v->shape, sv, sizeof sv),
                       tj_shape_str(&x->shape, sx, sizeof sx));
     if (v->st == x->st) return 0;
+    drop_snapshot(v);               /* records of earlier reads keep the old storage */
     size_t bytes = (size_t)v->numel * tj_dtype_size(v->dtype);
     if (v->st->refs > 1) {          /* a view still shows the old value: copy on write */
         storage *st = storage_new(0, bytes);
@@ -339,6 +395,7 @@ int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
 void tj_variable_free(tj_tensor *h) {
     tensor *v;
     if (!h || resolve_variable(h, "variable_free", &v)) return;
+    drop_snapshot(v);
     handle_release(v);
     tj_tensor_unref(v);
 }
