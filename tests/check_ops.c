@@ -15,6 +15,8 @@ START_TEST(test_every_op_has_a_spec) {
         ck_assert_msg(sp && sp->ncases > 0, "op %s has no test spec in tests/opspec.c", tj_ops[op]->name);
         ck_assert_msg(!sp->differentiable == !tj_ops[op]->grad,
                       "op %s: spec and table disagree on differentiability", tj_ops[op]->name);
+        ck_assert_msg(tj_ops[op]->kind != TJ_KIND_OTHER || tj_ops[op]->exec,
+                      "op %s has no exec kernel", tj_ops[op]->name);
     }
 }
 END_TEST

@@ -333,6 +333,13 @@ static void rf_rand_normal(int c, const ref_t *in, ref_t *out) {
     }
 }
 
+static tj_tensor *ap_stop_gradient(int c, tj_tensor *const *in) { (void)c; return tj_stop_gradient(in[0]); }
+static void rf_identity(int c, const ref_t *in, ref_t *out) {
+    (void)c;
+    ref_alloc(out, in[0].s);
+    memcpy(out->v, in[0].v, sizeof(double) * (size_t)numel(&in[0].s));
+}
+
 /* ---- the table --------------------------------------------------------------------------- */
 #define ELT2(E, name, l0, h0, l1, h1, i32, diff) \
     {.op = TJ_OP_##E, .nin = 2, .ncases = BIN_CASES, .lo = {l0, l1}, .hi = {h0, h1}, .int32_ok = i32, \
@@ -397,6 +404,8 @@ const opspec tj_specs[] = {
      .differentiable = true},
     {.op = TJ_OP_RAND_UNIFORM, .nin = 0, .ncases = 2, .apply = ap_rand_uniform, .ref = rf_rand_uniform},
     {.op = TJ_OP_RAND_NORMAL, .nin = 0, .ncases = 2, .apply = ap_rand_normal, .ref = rf_rand_normal},
+    {.op = TJ_OP_STOP_GRADIENT, .nin = 1, .ncases = 2, .shapes = {{S(3, 4)}, {S()}}, .lo = {-3}, .hi = {3},
+     .int32_ok = true, .apply = ap_stop_gradient, .ref = rf_identity},
 };
 const int tj_nspecs = (int)(sizeof tj_specs / sizeof tj_specs[0]);
 

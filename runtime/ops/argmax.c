@@ -18,36 +18,43 @@
             }                                                                     \
     } while (0)
 
-tensor *tj_t_argmax(tensor *t, int axis_) {
-    if (!t) return NULL;
-    int axis;
-    if (tj_axis(axis_, t->shape.ndim, "argmax", &axis)) return NULL;
+static int argmax_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)nin;
+    const tensor *t = in[0];
+    int axis = attr->axis;
     int64_t len = t->shape.dim[axis], outer = 1, inner = 1;
-    if (len == 0)
-        return tj_err(TJ_ERR_SHAPE, "argmax: axis %d is empty", axis_), NULL;
-    if (len > INT32_MAX)
-        return tj_err(TJ_ERR_SHAPE, "argmax: axis %d has %lld elements, more than int32 holds", axis_,
-                      (long long)len), NULL;
-    tj_shape os = {0};
-    for (int d = 0; d < t->shape.ndim; d++) {
-        if (d < axis) outer *= t->shape.dim[d];
-        if (d > axis) inner *= t->shape.dim[d];
-        if (d != axis) os.dim[os.ndim++] = t->shape.dim[d];
-    }
-    tensor *out = tj_tensor_new(TJ_I32, &os);
-    if (!out) return NULL;
+    for (int d = 0; d < axis; d++) outer *= t->shape.dim[d];
+    for (int d = axis + 1; d < t->shape.ndim; d++) inner *= t->shape.dim[d];
     int32_t *y = out->data;
     switch (t->dtype) {
     case TJ_F32: SCAN(float); break;
     case TJ_F64: SCAN(double); break;
     case TJ_I32: SCAN(int32_t); break;
     }
+    return 0;
+}
+
+tensor *tj_t_argmax(tensor *t, int axis_) {
+    if (!t) return NULL;
+    int axis;
+    if (tj_axis(axis_, t->shape.ndim, "argmax", &axis)) return NULL;
+    int64_t len = t->shape.dim[axis];
+    if (len == 0)
+        return tj_err(TJ_ERR_SHAPE, "argmax: axis %d is empty", axis_), NULL;
+    if (len > INT32_MAX)
+        return tj_err(TJ_ERR_SHAPE, "argmax: axis %d has %lld elements, more than int32 holds", axis_,
+                      (long long)len), NULL;
+    tj_shape os = {0};
+    for (int d = 0; d < t->shape.ndim; d++)
+        if (d != axis) os.dim[os.ndim++] = t->shape.dim[d];
+    tensor *out = tj_tensor_new(TJ_I32, &os);
     tj_attr attr = {.axis = axis};
+    if (!out || argmax_exec(&attr, 1, &t, out)) return NULL;
     if (tj_record(TJ_OP_ARGMAX, 1, &t, out, &attr)) return NULL;
     return out;
 }
 
-const tj_op_info tj_op_argmax = {.name = "argmax", .kind = TJ_KIND_OTHER};
+const tj_op_info tj_op_argmax = {.name = "argmax", .kind = TJ_KIND_OTHER, .exec = argmax_exec};
 
 tj_tensor *tj_argmax(tj_tensor *h, int axis) {
     tensor *t = tj_resolve(h, "argmax", 1);

@@ -11,6 +11,34 @@ static void copy_run(int64_t n, const void *const *in, const int64_t *s, void *o
 static void copy_f32(int64_t n, const void *const *in, const int64_t *s, void *out) { copy_run(n, in, s, out, 4); }
 static void copy_f64(int64_t n, const void *const *in, const int64_t *s, void *out) { copy_run(n, in, s, out, 8); }
 
+/* Rows of out's last dim, each copied from t with stride 0 where t has size 1. */
+static int broadcast_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)attr; (void)nin;
+    const tensor *t = in[0];
+    const tj_shape *shape = &out->shape;
+    int64_t ist[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0}, st[TJ_MAX_DIMS];
+    tj_strides(&t->shape, ist);
+    int off_d = shape->ndim - t->shape.ndim;
+    for (int d = 0; d < shape->ndim; d++) {
+        int dt = d - off_d;
+        st[d] = dt >= 0 && t->shape.dim[dt] != 1 ? ist[dt] : 0;
+    }
+    size_t es = tj_dtype_size(t->dtype);
+    int r = shape->ndim;
+    int64_t inner = r ? shape->dim[r - 1] : 1, sin = r ? st[r - 1] : 0, off = 0;
+    for (int64_t row = 0; out->numel && row < out->numel / inner; row++) {
+        const void *src[1] = {(const char *)t->data + off * (int64_t)es};
+        (es == 8 ? copy_f64 : copy_f32)(inner, src, &sin, (char *)out->data + row * inner * (int64_t)es);
+        for (int d = r - 2; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < shape->dim[d]) break;
+            off -= idx[d] * st[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 tensor *tj_t_broadcast(tensor *t, const tj_shape *shape) {
     if (!t) return NULL;
     char a[TJ_SHAPE_STR_MAX], b[TJ_SHAPE_STR_MAX];
@@ -24,27 +52,7 @@ tensor *tj_t_broadcast(tensor *t, const tj_shape *shape) {
         return tj_err(TJ_ERR_SHAPE, "broadcast_to: cannot broadcast %s to %s",
                       tj_shape_str(&t->shape, a, sizeof a), tj_shape_str(shape, b, sizeof b)), NULL;
     tensor *out = tj_tensor_new(t->dtype, shape);
-    if (!out) return NULL;
-    int64_t ist[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0}, st[TJ_MAX_DIMS];
-    tj_strides(&t->shape, ist);
-    int off_d = shape->ndim - t->shape.ndim;
-    for (int d = 0; d < shape->ndim; d++) {
-        int dt = d - off_d;
-        st[d] = dt >= 0 && t->shape.dim[dt] != 1 ? ist[dt] : 0;
-    }
-    size_t es = tj_dtype_size(t->dtype);
-    int r = shape->ndim;
-    int64_t inner = r ? shape->dim[r - 1] : 1, sin = r ? st[r - 1] : 0, off = 0;
-    for (int64_t row = 0; out->numel && row < out->numel / inner; row++) {
-        const void *in[1] = {(const char *)t->data + off * (int64_t)es};
-        (es == 8 ? copy_f64 : copy_f32)(inner, in, &sin, (char *)out->data + row * inner * (int64_t)es);
-        for (int d = r - 2; d >= 0; d--) {
-            off += st[d];
-            if (++idx[d] < shape->dim[d]) break;
-            off -= idx[d] * st[d];
-            idx[d] = 0;
-        }
-    }
+    if (!out || broadcast_exec(NULL, 1, &t, out)) return NULL;
     if (tj_record(TJ_OP_BROADCAST, 1, &t, out, NULL)) return NULL;
     return out;
 }
@@ -68,6 +76,7 @@ const tj_op_info tj_op_broadcast = {
     .name = "broadcast_to",
     .kind = TJ_KIND_OTHER,
     .grad = broadcast_grad,
+    .exec = broadcast_exec,
 };
 
 tj_tensor *tj_broadcast_to(tj_tensor *h, tj_shape shape) {

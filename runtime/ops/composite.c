@@ -1,5 +1,5 @@
 /* composite.c: public ops built from primitives (no row in ops.def): mean, softmax,
- * log_softmax, dropout, stop_gradient. Their gradients come from the primitives'. */
+ * log_softmax, dropout. Their gradients come from the primitives'. */
 #include "op.h"
 
 /* mean = sum / count; int32 divides with truncation, as TensorFlow's reduce_mean */
@@ -19,7 +19,7 @@ static tensor *shifted(tensor *t, int axis) {
     /* x - max(x): the max is held constant, which changes no gradient (softmax is
      * invariant to the shift) and keeps exp from overflowing */
     tensor *m = tj_t_reduce(TJ_OP_MAX, t, 1, &axis, true);
-    return m ? T_SUB(t, tj_tensor_view(m, &m->shape)) : NULL;
+    return T_SUB(t, tj_t_stop_gradient(m));
 }
 
 static tensor *softmax_arg(tj_tensor *h, const char *op, int *axis) {
@@ -67,9 +67,4 @@ tj_tensor *tj_dropout(tj_tensor *h, double rate, bool training) {
     tensor *keep = tj_t_cast(tj_t_ew2(TJ_OP_GREATER, u, tj_t_scalar(TJ_F32, rate)), t->dtype);
     tensor *scale = tj_t_scalar(t->dtype, 1.0 / (1.0 - rate));
     return tj_handle(T_MUL(t, T_MUL(keep, scale)));
-}
-
-tj_tensor *tj_stop_gradient(tj_tensor *h) {
-    tensor *t = tj_resolve(h, "stop_gradient", 1);
-    return t ? tj_handle(tj_tensor_view(t, &t->shape)) : NULL;
 }

@@ -3,6 +3,21 @@
 
 #include <string.h>
 
+static int concat_exec(const tj_attr *attr, int n, tensor *const *ts, tensor *out) {
+    int axis = attr->axis;
+    int64_t outer = 1, inner = (int64_t)tj_dtype_size(out->dtype);
+    for (int d = 0; d < axis; d++) outer *= out->shape.dim[d];
+    for (int d = axis + 1; d < out->shape.ndim; d++) inner *= out->shape.dim[d];
+    char *y = out->data;
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++) {
+            int64_t bytes = ts[i]->shape.dim[axis] * inner;
+            memcpy(y, (const char *)ts[i]->data + o * bytes, (size_t)bytes);
+            y += bytes;
+        }
+    return 0;
+}
+
 tensor *tj_t_concat(int n, tensor *const *ts, int axis_) {
     if (n < 1 || n > 4096) return tj_err(TJ_ERR_ARG, "concat: %d tensors given, need 1 to 4096", n), NULL;
     for (int i = 0; i < n; i++)
@@ -27,18 +42,8 @@ tensor *tj_t_concat(int n, tensor *const *ts, int axis_) {
         os.dim[axis] += t->shape.dim[axis];
     }
     tensor *out = tj_tensor_new(t0->dtype, &os);
-    if (!out) return NULL;
-    int64_t outer = 1, inner = (int64_t)tj_dtype_size(t0->dtype);
-    for (int d = 0; d < axis; d++) outer *= os.dim[d];
-    for (int d = axis + 1; d < os.ndim; d++) inner *= os.dim[d];
-    char *y = out->data;
-    for (int64_t o = 0; o < outer; o++)
-        for (int i = 0; i < n; i++) {
-            int64_t bytes = ts[i]->shape.dim[axis] * inner;
-            memcpy(y, (const char *)ts[i]->data + o * bytes, (size_t)bytes);
-            y += bytes;
-        }
     tj_attr attr = {.axis = axis};
+    if (!out || concat_exec(&attr, n, ts, out)) return NULL;
     if (tj_record(TJ_OP_CONCAT, n, ts, out, &attr)) return NULL;
     return out;
 }
@@ -56,7 +61,7 @@ static int concat_grad(const tj_node *n, tensor *g, tensor **gin) {
     return 0;
 }
 
-const tj_op_info tj_op_concat = {.name = "concat", .kind = TJ_KIND_OTHER, .grad = concat_grad};
+const tj_op_info tj_op_concat = {.name = "concat", .kind = TJ_KIND_OTHER, .grad = concat_grad, .exec = concat_exec};
 
 tj_tensor *tj_concat(int n, tj_tensor *const *hs, int axis) {
     if (!hs) return tj_err(TJ_ERR_ARG, "concat: the array of tensors is NULL"), NULL;

@@ -146,6 +146,18 @@ static void ew_execute(tj_run_fn run, int nin, tensor *const *in, tensor *out) {
     else tj_parallel_for(tasks, ew_task, &p);
 }
 
+int tj_exec(tj_op op, const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    const tj_op_info *info = tj_ops[op];
+    switch (info->kind) {
+    case TJ_KIND_UNARY:
+    case TJ_KIND_BINARY:
+    case TJ_KIND_TERNARY: ew_execute(info->run[out->dtype], nin, in, out); return 0;
+    case TJ_KIND_REDUCE:  return tj_reduce_exec(op, attr, in[0], out);
+    case TJ_KIND_OTHER:   return info->exec(attr, nin, in, out);
+    }
+    return 0;
+}
+
 /* ---- the elementwise entry point ------------------------------------------------------ */
 
 static bool is_py_scalar(const tensor *t) { return t->shape.ndim == 0 && t->dtype == TJ_F32; }

@@ -17,6 +17,21 @@ int tj_check_indices(const char *op, const tensor *idx, int64_t dim, int axis) {
     return 0;
 }
 
+static int gather_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)nin;
+    const tensor *t = in[0], *idx = in[1];
+    int axis = attr->axis;
+    int64_t outer = 1, inner = (int64_t)tj_dtype_size(t->dtype), len = t->shape.dim[axis];
+    for (int d = 0; d < axis; d++) outer *= t->shape.dim[d];
+    for (int d = axis + 1; d < t->shape.ndim; d++) inner *= t->shape.dim[d];
+    const int32_t *ix = idx->data;
+    char *y = out->data;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < idx->numel; i++, y += inner)
+            memcpy(y, (const char *)t->data + (o * len + ix[i]) * inner, (size_t)inner);
+    return 0;
+}
+
 tensor *tj_t_gather(tensor *t, tensor *idx, int axis_) {
     if (!t || !idx) return NULL;
     int axis;
@@ -26,19 +41,13 @@ tensor *tj_t_gather(tensor *t, tensor *idx, int axis_) {
         return tj_err(TJ_ERR_SHAPE, "gather: result would have rank %d > %d",
                       t->shape.ndim - 1 + idx->shape.ndim, TJ_MAX_DIMS), NULL;
     tj_shape os = {0};
-    int64_t outer = 1, inner = (int64_t)tj_dtype_size(t->dtype), len = t->shape.dim[axis];
-    for (int d = 0; d < axis; d++) { os.dim[os.ndim++] = t->shape.dim[d]; outer *= t->shape.dim[d]; }
+    for (int d = 0; d < axis; d++) os.dim[os.ndim++] = t->shape.dim[d];
     for (int d = 0; d < idx->shape.ndim; d++) os.dim[os.ndim++] = idx->shape.dim[d];
-    for (int d = axis + 1; d < t->shape.ndim; d++) { os.dim[os.ndim++] = t->shape.dim[d]; inner *= t->shape.dim[d]; }
+    for (int d = axis + 1; d < t->shape.ndim; d++) os.dim[os.ndim++] = t->shape.dim[d];
     tensor *out = tj_tensor_new(t->dtype, &os);
-    if (!out) return NULL;
-    const int32_t *ix = idx->data;
-    char *y = out->data;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < idx->numel; i++, y += inner)
-            memcpy(y, (const char *)t->data + (o * len + ix[i]) * inner, (size_t)inner);
     tensor *in[2] = {t, idx};
     tj_attr attr = {.axis = axis};
+    if (!out || gather_exec(&attr, 2, in, out)) return NULL;
     if (tj_record(TJ_OP_GATHER, 2, in, out, &attr)) return NULL;
     return out;
 }
@@ -50,7 +59,7 @@ static int gather_grad(const tj_node *n, tensor *g, tensor **gin) {
     return gin[0] ? 0 : -1;
 }
 
-const tj_op_info tj_op_gather = {.name = "gather", .kind = TJ_KIND_OTHER, .grad = gather_grad};
+const tj_op_info tj_op_gather = {.name = "gather", .kind = TJ_KIND_OTHER, .grad = gather_grad, .exec = gather_exec};
 
 tj_tensor *tj_gather(tj_tensor *h, tj_tensor *indices, int axis) {
     tj_tensor *hs[2] = {h, indices};

@@ -23,6 +23,37 @@ static void batch_strides(const tensor *t, int nb, const tj_shape *bs, int64_t *
     }
 }
 
+/* One BLAS call (or int32 loop) per batch; batch dims of a and b broadcast to out's. */
+static int matmul_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)attr; (void)nin;
+    const tensor *a = in[0], *b = in[1];
+    int r = out->shape.ndim;
+    int64_t m = out->shape.dim[r - 2], n = out->shape.dim[r - 1], k = a->shape.dim[a->shape.ndim - 1];
+    tj_shape bs = {.ndim = r - 2};
+    for (int d = 0; d < r - 2; d++) bs.dim[d] = out->shape.dim[d];
+    int64_t sta[TJ_MAX_DIMS], stb[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
+    batch_strides(a, bs.ndim, &bs, sta);
+    batch_strides(b, bs.ndim, &bs, stb);
+    int64_t nbatch = tj_shape_numel(&bs), es = (int64_t)tj_dtype_size(a->dtype);
+    int64_t oa = 0, ob = 0;
+    for (int64_t i = 0; i < nbatch; i++) {
+        const char *pa = (const char *)a->data + oa * es, *pb = (const char *)b->data + ob * es;
+        char *py = (char *)out->data + i * m * n * es;
+        switch (a->dtype) {
+        case TJ_F32: tj_blas_sgemm(m, n, k, (const float *)pa, (const float *)pb, (float *)py); break;
+        case TJ_F64: tj_blas_dgemm(m, n, k, (const double *)pa, (const double *)pb, (double *)py); break;
+        case TJ_I32: matmul_i32(m, n, k, (const int32_t *)pa, (const int32_t *)pb, (int32_t *)py); break;
+        }
+        for (int d = bs.ndim - 1; d >= 0; d--) {     /* next batch: odometer */
+            oa += sta[d]; ob += stb[d];
+            if (++idx[d] < bs.dim[d]) break;
+            oa -= idx[d] * sta[d]; ob -= idx[d] * stb[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 tensor *tj_t_matmul(tensor *a, tensor *b) {
     if (!a || !b) return NULL;
     char sa[TJ_SHAPE_STR_MAX], sb[TJ_SHAPE_STR_MAX];
@@ -51,28 +82,8 @@ tensor *tj_t_matmul(tensor *a, tensor *b) {
     os.dim[os.ndim++] = m;
     os.dim[os.ndim++] = n;
     tensor *out = tj_tensor_new(a->dtype, &os);
-    if (!out) return NULL;
-    int64_t sta[TJ_MAX_DIMS], stb[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
-    batch_strides(a, bs.ndim, &bs, sta);
-    batch_strides(b, bs.ndim, &bs, stb);
-    int64_t nbatch = tj_shape_numel(&bs), es = (int64_t)tj_dtype_size(a->dtype);
-    int64_t oa = 0, ob = 0;
-    for (int64_t i = 0; i < nbatch; i++) {
-        const char *pa = (const char *)a->data + oa * es, *pb = (const char *)b->data + ob * es;
-        char *py = (char *)out->data + i * m * n * es;
-        switch (a->dtype) {
-        case TJ_F32: tj_blas_sgemm(m, n, k, (const float *)pa, (const float *)pb, (float *)py); break;
-        case TJ_F64: tj_blas_dgemm(m, n, k, (const double *)pa, (const double *)pb, (double *)py); break;
-        case TJ_I32: matmul_i32(m, n, k, (const int32_t *)pa, (const int32_t *)pb, (int32_t *)py); break;
-        }
-        for (int d = bs.ndim - 1; d >= 0; d--) {     /* next batch: odometer */
-            oa += sta[d]; ob += stb[d];
-            if (++idx[d] < bs.dim[d]) break;
-            oa -= idx[d] * sta[d]; ob -= idx[d] * stb[d];
-            idx[d] = 0;
-        }
-    }
     tensor *in[2] = {a, b};
+    if (!out || matmul_exec(NULL, 2, in, out)) return NULL;
     if (tj_record(TJ_OP_MATMUL, 2, in, out, NULL)) return NULL;
     return out;
 }
@@ -92,7 +103,7 @@ static int matmul_grad(const tj_node *n, tensor *g, tensor **gin) {
     return gin[0] && gin[1] ? 0 : -1;
 }
 
-const tj_op_info tj_op_matmul = {.name = "matmul", .kind = TJ_KIND_OTHER, .grad = matmul_grad};
+const tj_op_info tj_op_matmul = {.name = "matmul", .kind = TJ_KIND_OTHER, .grad = matmul_grad, .exec = matmul_exec};
 
 tj_tensor *tj_matmul(tj_tensor *a, tj_tensor *b) {
     tj_tensor *h[2] = {a, b};

@@ -43,6 +43,10 @@ typedef int (*tj_check_fn)(tensor *const *in);
 /* Gradients of n's inputs given g = d target / d out: gin[i] in out's shape (the tape
  * reduces broadcast gradients), or NULL where an input gets none. 0 on success. */
 typedef int (*tj_grad_fn)(const tj_node *n, tensor *g, tensor **gin);
+/* The op's eager kernel alone: out (allocated, with its shape and dtype) = op(in) under
+ * attr, with inputs already checked. No allocation of tensors, no recording. The compiled
+ * path calls it (through tj_exec) for ops it does not generate inline. */
+typedef int (*tj_exec_fn)(const tj_attr *attr, int nin, tensor *const *in, tensor *out);   /* 0 or OOM */
 /* Reduces x[0..n) (n <= TJ_REDUCE_BLOCK) to *out in the canonical order (math/reduce.h). */
 typedef void (*tj_reduce_fn)(int64_t n, const void *x, void *out);
 
@@ -53,6 +57,7 @@ typedef struct tj_op_info {
     tj_check_fn check;
     tj_grad_fn  grad;     /* NULL: not differentiable */
     tj_reduce_fn reduce[3];  /* reduction kinds: per dtype */
+    tj_exec_fn  exec;     /* TJ_KIND_OTHER: the eager kernel */
 } tj_op_info;
 
 #define X(E, name, kind) extern const tj_op_info tj_op_##name;
@@ -63,6 +68,9 @@ extern const tj_op_info *const tj_ops[TJ_OP_COUNT];
 /* ---- dispatch (dispatch.c) ---------------------------------------------------------- */
 /* Elementwise op with numpy broadcasting: checks dtypes and shapes, runs, records. */
 tensor *tj_t_ew(tj_op op, int nin, tensor *const *in);
+/* Runs op's eager kernel on prepared tensors (any kind); see tj_exec_fn. */
+int     tj_exec(tj_op op, const tj_attr *attr, int nin, tensor *const *in, tensor *out);
+int     tj_reduce_exec(tj_op op, const tj_attr *attr, tensor *t, tensor *out);
 /* Records out = op(in) on every tape that tracks an input (no-op otherwise). */
 int     tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr);
 /* Resolves n public handles for op; false (with the error kept) if any is bad. */
@@ -97,6 +105,8 @@ tensor *tj_t_argmax(tensor *t, int axis);
 /* Checks int32 indices against [0, dim) for gather and scatter_add; 0 or an error. */
 int     tj_check_indices(const char *op, const tensor *idx, int64_t dim, int axis);
 tensor *tj_t_rand(tj_op op, const tj_shape *shape, double a, double b);   /* rand_uniform/normal */
+int     tj_rand_exec(tj_op op, const tj_attr *attr, tensor *out);
+tensor *tj_t_stop_gradient(tensor *t);
 /* Reduction axes of t as a mask (naxes 0: all); errors name op. */
 int     tj_reduce_axes(const char *op, const tensor *t, int naxes, const int *axes, bool *mask);
 tensor *tj_t_unreduce(const tj_node *n, tensor *g);          /* reduced axes kept as 1 */

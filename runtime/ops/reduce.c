@@ -110,44 +110,53 @@ int tj_reduce_axes(const char *op, const tensor *t, int naxes, const int *axes, 
     return 0;
 }
 
-tensor *tj_t_reduce(tj_op op, tensor *t, int naxes, const int *axes, bool keepdims) {
-    if (!t) return NULL;
-    const tj_op_info *info = tj_ops[op];
-    bool mask[TJ_MAX_DIMS];
-    if (tj_reduce_axes(info->name, t, naxes, axes, mask)) return NULL;
-    red_plan p = {.fn = info->reduce[t->dtype], .esize = tj_dtype_size(t->dtype), .x = t->data, .K = 1};
-    tj_shape os = {0};
+int tj_reduce_exec(tj_op op, const tj_attr *attr, tensor *t, tensor *out) {
+    red_plan p = {.fn = tj_ops[op]->reduce[t->dtype], .esize = tj_dtype_size(t->dtype), .x = t->data,
+                  .y = out->data, .nout = out->numel, .K = 1, .suffix = true};
+    bool mask[TJ_MAX_DIMS] = {false}, seen_reduced = false;
+    for (int i = 0; i < attr->red.naxes; i++) mask[attr->red.axes[i]] = true;
     int64_t st[TJ_MAX_DIMS];
     tj_strides(&t->shape, st);
-    bool seen_reduced = false;
-    p.suffix = true;
     for (int d = 0; d < t->shape.ndim; d++) {
         if (mask[d]) {
             p.kdim[p.nk] = t->shape.dim[d];
             p.kst[p.nk++] = st[d];
             p.K *= t->shape.dim[d];
             seen_reduced = true;
-            if (keepdims) os.dim[os.ndim++] = 1;
         } else {
             if (seen_reduced && t->shape.dim[d] != 1) p.suffix = false;
             p.odim[p.no] = t->shape.dim[d];
             p.ost[p.no++] = st[d];
+        }
+    }
+    return p.nout > 0 ? run_reduce(&p) : 0;
+}
+
+tensor *tj_t_reduce(tj_op op, tensor *t, int naxes, const int *axes, bool keepdims) {
+    if (!t) return NULL;
+    const tj_op_info *info = tj_ops[op];
+    bool mask[TJ_MAX_DIMS];
+    if (tj_reduce_axes(info->name, t, naxes, axes, mask)) return NULL;
+    tj_attr attr = {.red = {.naxes = 0, .keepdims = keepdims}};
+    tj_shape os = {0};
+    int64_t K = 1;
+    for (int d = 0; d < t->shape.ndim; d++) {
+        if (mask[d]) {
+            attr.red.axes[attr.red.naxes++] = d;
+            K *= t->shape.dim[d];
+            if (keepdims) os.dim[os.ndim++] = 1;
+        } else {
             os.dim[os.ndim++] = t->shape.dim[d];
         }
     }
-    if (op == TJ_OP_MAX && p.K == 0 && tj_shape_numel(&os) > 0) {
+    if (op == TJ_OP_MAX && K == 0 && tj_shape_numel(&os) > 0) {
         char s[TJ_SHAPE_STR_MAX];
         return tj_err(TJ_ERR_SHAPE, "max: reduction over an empty axis of a tensor of shape %s",
                       tj_shape_str(&t->shape, s, sizeof s)), NULL;
     }
     tensor *out = tj_tensor_new(t->dtype, &os);
     if (!out) return NULL;
-    p.y = out->data;
-    p.nout = out->numel;
-    if (p.nout > 0 && run_reduce(&p)) return NULL;
-    tj_attr attr = {.red = {.naxes = 0, .keepdims = keepdims}};
-    for (int d = 0; d < t->shape.ndim; d++)
-        if (mask[d]) attr.red.axes[attr.red.naxes++] = d;
+    if (tj_reduce_exec(op, &attr, t, out)) return NULL;
     if (tj_record(op, 1, &t, out, &attr)) return NULL;
     return out;
 }

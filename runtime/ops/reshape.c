@@ -2,6 +2,15 @@
  * One dimension may be -1 and is inferred. */
 #include "op.h"
 
+#include <string.h>
+
+/* Reshape is a view in eager; as a kernel it is a copy. */
+static int reshape_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)attr; (void)nin;
+    memcpy(out->data, in[0]->data, (size_t)out->numel * tj_dtype_size(out->dtype));
+    return 0;
+}
+
 tensor *tj_t_reshape(tensor *t, const tj_shape *shape_) {
     if (!t) return NULL;
     tj_shape s = *shape_;
@@ -44,7 +53,7 @@ static int reshape_grad(const tj_node *n, tensor *g, tensor **gin) {
     return gin[0] ? 0 : -1;
 }
 
-const tj_op_info tj_op_reshape = {.name = "reshape", .kind = TJ_KIND_OTHER, .grad = reshape_grad};
+const tj_op_info tj_op_reshape = {.name = "reshape", .kind = TJ_KIND_OTHER, .grad = reshape_grad, .exec = reshape_exec};
 
 tj_tensor *tj_reshape(tj_tensor *h, tj_shape shape) {
     tensor *t = tj_resolve(h, "reshape", 1);

@@ -3,6 +3,8 @@
  * index order, so the result is deterministic. */
 #include "op.h"
 
+#include <string.h>
+
 
 #define ACCUMULATE(T)                                                             \
     do {                                                                          \
@@ -15,21 +17,30 @@
             }                                                                     \
     } while (0)
 
+static int scatter_add_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)nin;
+    const tensor *upd = in[0], *idx = in[1];
+    const tj_shape *shape = &out->shape;
+    int axis = attr->axis;
+    int64_t outer = 1, inner = 1, len = shape->dim[axis];
+    for (int d = 0; d < axis; d++) outer *= shape->dim[d];
+    for (int d = axis + 1; d < shape->ndim; d++) inner *= shape->dim[d];
+    memset(out->data, 0, (size_t)out->numel * tj_dtype_size(out->dtype));
+    const int32_t *ix = idx->data;
+    if (upd->dtype == TJ_F32) ACCUMULATE(float);
+    else ACCUMULATE(double);
+    return 0;
+}
+
 tensor *tj_t_scatter_add(tensor *upd, tensor *idx, int axis, const tj_shape *shape) {
     if (!upd || !idx) return NULL;
     if (tj_check_indices("scatter_add", idx, shape->dim[axis], axis)) return NULL;
     if (!tj_dtype_is_float(upd->dtype))
         return tj_err(TJ_ERR_DTYPE, "scatter_add: dtype %s is not supported", tj_dtype_name(upd->dtype)), NULL;
-    tensor *out = tj_t_full(upd->dtype, shape, 0.0);
-    if (!out) return NULL;
-    int64_t outer = 1, inner = 1, len = shape->dim[axis];
-    for (int d = 0; d < axis; d++) outer *= shape->dim[d];
-    for (int d = axis + 1; d < shape->ndim; d++) inner *= shape->dim[d];
-    const int32_t *ix = idx->data;
-    if (upd->dtype == TJ_F32) ACCUMULATE(float);
-    else ACCUMULATE(double);
+    tensor *out = tj_tensor_new(upd->dtype, shape);
     tensor *in[2] = {upd, idx};
     tj_attr attr = {.axis = axis};
+    if (!out || scatter_add_exec(&attr, 2, in, out)) return NULL;
     if (tj_record(TJ_OP_SCATTER_ADD, 2, in, out, &attr)) return NULL;
     return out;
 }
@@ -45,4 +56,5 @@ const tj_op_info tj_op_scatter_add = {
     .name = "scatter_add",
     .kind = TJ_KIND_OTHER,
     .grad = scatter_add_grad,
+    .exec = scatter_add_exec,
 };

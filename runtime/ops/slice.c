@@ -3,6 +3,27 @@
 
 #include <string.h>
 
+/* Rows of out's last dim copied from the box at attr->slice.begin. */
+static int slice_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)nin;
+    const tensor *t = in[0];
+    int r = t->shape.ndim;
+    int64_t st[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0}, es = (int64_t)tj_dtype_size(t->dtype);
+    tj_strides(&t->shape, st);
+    int64_t inner = r ? out->shape.dim[r - 1] : 1, off = 0;
+    for (int d = 0; d < r; d++) off += attr->slice.begin[d] * st[d];
+    for (int64_t row = 0; out->numel && row < out->numel / inner; row++) {
+        memcpy((char *)out->data + row * inner * es, (const char *)t->data + off * es, (size_t)(inner * es));
+        for (int d = r - 2; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < out->shape.dim[d]) break;
+            off -= idx[d] * st[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 tensor *tj_t_slice(tensor *t, const int64_t *begin, const int64_t *size) {
     if (!t) return NULL;
     int r = t->shape.ndim;
@@ -16,22 +37,9 @@ tensor *tj_t_slice(tensor *t, const int64_t *begin, const int64_t *size) {
         os.dim[d] = s;
     }
     tensor *out = tj_tensor_new(t->dtype, &os);
-    if (!out) return NULL;
-    int64_t st[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0}, es = (int64_t)tj_dtype_size(t->dtype);
-    tj_strides(&t->shape, st);
-    int64_t inner = r ? os.dim[r - 1] : 1, off = 0;
-    for (int d = 0; d < r; d++) off += begin[d] * st[d];
-    for (int64_t row = 0; out->numel && row < out->numel / inner; row++) {
-        memcpy((char *)out->data + row * inner * es, (const char *)t->data + off * es, (size_t)(inner * es));
-        for (int d = r - 2; d >= 0; d--) {
-            off += st[d];
-            if (++idx[d] < os.dim[d]) break;
-            off -= idx[d] * st[d];
-            idx[d] = 0;
-        }
-    }
     tj_attr attr = {0};
     for (int d = 0; d < r; d++) attr.slice.begin[d] = begin[d];
+    if (!out || slice_exec(&attr, 1, &t, out)) return NULL;
     if (tj_record(TJ_OP_SLICE, 1, &t, out, &attr)) return NULL;
     return out;
 }
@@ -55,7 +63,7 @@ static int slice_grad(const tj_node *n, tensor *g, tensor **gin) {
     return r ? 0 : -1;
 }
 
-const tj_op_info tj_op_slice = {.name = "slice", .kind = TJ_KIND_OTHER, .grad = slice_grad};
+const tj_op_info tj_op_slice = {.name = "slice", .kind = TJ_KIND_OTHER, .grad = slice_grad, .exec = slice_exec};
 
 tj_tensor *tj_slice(tj_tensor *h, const int64_t *begin, const int64_t *size) {
     tensor *t = tj_resolve(h, "slice", 1);

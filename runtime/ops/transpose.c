@@ -3,6 +3,30 @@
 
 #include <string.h>
 
+/* out[i0..] = in[..] walking out in order; the input offset advances by permuted strides */
+static int transpose_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
+    (void)nin;
+    const tensor *t = in[0];
+    int r = t->shape.ndim;
+    int64_t ist[TJ_MAX_DIMS], st[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
+    tj_strides(&t->shape, ist);
+    for (int d = 0; d < r; d++) st[d] = ist[attr->perm[d]];
+    size_t es = tj_dtype_size(t->dtype);
+    const char *x = t->data;
+    char *y = out->data;
+    int64_t off = 0;
+    for (int64_t i = 0; i < out->numel; i++) {
+        memcpy(y + i * (int64_t)es, x + off * (int64_t)es, es);
+        for (int d = r - 1; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < out->shape.dim[d]) break;
+            off -= idx[d] * st[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 tensor *tj_t_transpose(tensor *t, const int *perm_) {
     if (!t) return NULL;
     int r = t->shape.ndim, perm[TJ_MAX_DIMS];
@@ -17,26 +41,11 @@ tensor *tj_t_transpose(tensor *t, const int *perm_) {
         perm[d] = p;
     }
     tj_shape os = {.ndim = r};
-    int64_t ist[TJ_MAX_DIMS], st[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
-    tj_strides(&t->shape, ist);
-    for (int d = 0; d < r; d++) { os.dim[d] = t->shape.dim[perm[d]]; st[d] = ist[perm[d]]; }
+    for (int d = 0; d < r; d++) os.dim[d] = t->shape.dim[perm[d]];
     tensor *out = tj_tensor_new(t->dtype, &os);
-    if (!out) return NULL;
-    size_t es = tj_dtype_size(t->dtype);
-    const char *x = t->data;
-    char *y = out->data;
-    int64_t off = 0;
-    for (int64_t i = 0; i < out->numel; i++) {
-        memcpy(y + i * (int64_t)es, x + off * (int64_t)es, es);
-        for (int d = r - 1; d >= 0; d--) {
-            off += st[d];
-            if (++idx[d] < os.dim[d]) break;
-            off -= idx[d] * st[d];
-            idx[d] = 0;
-        }
-    }
     tj_attr attr;
     memcpy(attr.perm, perm, sizeof perm);
+    if (!out || transpose_exec(&attr, 1, &t, out)) return NULL;
     if (tj_record(TJ_OP_TRANSPOSE, 1, &t, out, &attr)) return NULL;
     return out;
 }
@@ -53,6 +62,7 @@ const tj_op_info tj_op_transpose = {
     .name = "transpose",
     .kind = TJ_KIND_OTHER,
     .grad = transpose_grad,
+    .exec = transpose_exec,
 };
 
 tj_tensor *tj_transpose(tj_tensor *h, const int *perm) {
