@@ -46,7 +46,9 @@ typedef enum {
     TJ_ERR_STALE,    /* a tensor used after its scope ended, or a freed variable */
     TJ_ERR_STATE,    /* a call at the wrong time: scope_end without scope_begin, ... */
     TJ_ERR_TAPE,     /* tape misuse: second gradient of a non-persistent tape, ... */
-    TJ_ERR_IO        /* a file could not be read or written */
+    TJ_ERR_IO,       /* a file could not be read or written */
+    TJ_ERR_JIT,      /* LLVM could not compile (or the JIT is unavailable); runs eagerly instead */
+    TJ_ERR_CHECK     /* check mode: compiled and eager results differ */
 } tj_error;
 
 int          tj_error_code(void);        /* first error since tj_clear_error, 0 if none */
@@ -170,6 +172,36 @@ void       tj_tape_free(tj_tape *tape);
 /* Pause every tape of this thread for a region; regions nest. */
 void       tj_no_grad_begin(void);
 void       tj_no_grad_end(void);
+
+/* ---- compiled functions (the tf.function of this runtime) -------------------------------
+ * A step function (forward, tape, gradient, tj_assign updates) is traced on its first
+ * call with a new signature (dtype and shape of every input, and n_out): it runs eagerly
+ * while every op is recorded, and those eager results are that call's results. The trace
+ * is optimised, compiled to vector code with LLVM, and replayed on later calls with the
+ * same signature, giving the same bits as eager. Variables read or assigned are state
+ * (read and written in place on every call); other captured tensors are constants.
+ * The function must be deterministic given its inputs and state: Python-like control flow
+ * on values read with tj_item is frozen into the trace (tapejit warns once). */
+typedef int (*tj_fn)(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out);
+
+typedef enum { TJ_MODE_EAGER, TJ_MODE_JIT, TJ_MODE_CHECK } tj_mode;
+/* Process-wide mode; the default comes from env TJ_MODE=eager|jit|check (else jit).
+ * eager: call fn directly. jit: trace once per signature, then run compiled code.
+ * check: run every call both ways and compare every output and state update bit for
+ * bit; a difference is a TJ_ERR_CHECK error naming the first differing op. */
+void         tj_set_mode(tj_mode m);
+tj_mode      tj_get_mode(void);
+
+tj_function *tj_function_new(const char *name, tj_fn fn, void *user);   /* NULL name: "fn" */
+/* Calls f; outputs join the caller's scope. Returns 0, fn's error, or a tracing error. */
+int          tj_function_call(tj_function *f, int n_in, tj_tensor *const *in,
+                              int n_out, tj_tensor **out);
+void         tj_function_free(tj_function *f);
+/* Signatures traced beyond limit (default 8) run eagerly, with a one-time warning. */
+int          tj_function_set_retrace_limit(tj_function *f, int limit);
+int          tj_function_traces(const tj_function *f);      /* signatures traced so far */
+/* What the last call did: "traced", "compiled", "eager" (mode eager, fallback or limit). */
+const char  *tj_function_last_path(const tj_function *f);
 
 /* ---- threads and BLAS ------------------------------------------------------------------- */
 

@@ -28,6 +28,7 @@ static void check_case(const opspec *sp, int c, tj_dtype dt) {
     tj_tensor *in[SPEC_MAXIN];
     ref_t rin[SPEC_MAXIN], ref;
     spec_inputs(sp, c, dt, 1000u * (unsigned)sp->op + (unsigned)c, in, rin);
+    spec_rng_state(sp, c);
     tj_tensor *out = sp->apply(c, in);
     ck_assert_msg(out, "%s case %d %s: %s", tj_ops[sp->op]->name, c, tj_dtype_name(dt), tj_last_error());
     spec_reference(sp, c, rin, &ref);

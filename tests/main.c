@@ -13,6 +13,11 @@ int main(void) {
     srunner_add_suite(sr, grad_suite());
     srunner_add_suite(sr, tape_suite());
     srunner_add_suite(sr, alloc_suite());
+#ifdef TJ_HAVE_JIT
+    srunner_add_suite(sr, engine_suite());
+    srunner_add_suite(sr, lower_math_suite());
+#endif
+    srunner_add_suite(sr, jit_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -303,8 +303,7 @@ static void rf_scatter_add(int c, const ref_t *in, ref_t *out) {
 static const tj_shape rand_shape[2] = {S(1037), S(3, 5)};
 static tj_tensor *ap_rand_uniform(int c, tj_tensor *const *in) {
     (void)in;
-    tj_rng_set_state(100 + (uint64_t)c, 8);
-    return tj_rand_uniform(rand_shape[c], -2.0, 3.0);
+    return tj_rand_uniform(rand_shape[c], -2.0, 3.0);   /* the caller sets the generator: spec_rng_state */
 }
 static uint32_t word(uint64_t seed, uint64_t p) {
     uint32_t w[4];
@@ -319,7 +318,6 @@ static void rf_rand_uniform(int c, const ref_t *in, ref_t *out) {
 }
 static tj_tensor *ap_rand_normal(int c, tj_tensor *const *in) {
     (void)in;
-    tj_rng_set_state(200 + (uint64_t)c, 4);
     return tj_rand_normal(rand_shape[c], 1.0, 2.0);
 }
 static void rf_rand_normal(int c, const ref_t *in, ref_t *out) {
@@ -413,6 +411,11 @@ const opspec *spec_for(tj_op op) {
     for (int i = 0; i < tj_nspecs; i++)
         if (tj_specs[i].op == op) return &tj_specs[i];
     return NULL;
+}
+
+void spec_rng_state(const opspec *sp, int c) {
+    if (sp->op == TJ_OP_RAND_UNIFORM) tj_rng_set_state(100 + (uint64_t)c, 8);
+    if (sp->op == TJ_OP_RAND_NORMAL) tj_rng_set_state(200 + (uint64_t)c, 4);
 }
 
 void spec_reference(const opspec *sp, int c, const ref_t *in, ref_t *out) {

@@ -36,6 +36,8 @@ extern const opspec tj_specs[];
 extern const int tj_nspecs;
 const opspec *spec_for(tj_op op);
 
+/* Sets the generator to where the random ops' references expect it. */
+void spec_rng_state(const opspec *sp, int c);
 /* Computes the reference output of case c. */
 void spec_reference(const opspec *sp, int c, const ref_t *in, ref_t *out);
 /* Random inputs of case c for sp in dtype dt, and their exact values as ref_t. */

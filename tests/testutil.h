@@ -14,6 +14,9 @@ Suite *ops_suite(void);
 Suite *grad_suite(void);
 Suite *tape_suite(void);
 Suite *alloc_suite(void);
+Suite *engine_suite(void);
+Suite *lower_math_suite(void);
+Suite *jit_suite(void);
 
 /* Asserts the first error's code and that its message contains `part`, then clears it. */
 #define ck_assert_error(code, part)                                                   \

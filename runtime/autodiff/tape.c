@@ -88,6 +88,7 @@ static int add_node(tj_tape *tape, tj_op op, int nin, tensor *const *in, tensor 
 
 int tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr) {
     tj_thread *th = tj_thread_state();
+    if (th->trace && th->trace->op(th->tracer, (int)op, nin, in, out, attr)) return TJ_ERR_OOM;
     uint32_t rec = th->no_grad ? 0 : th->recording;
     if (!rec || !tj_ops[op]->grad || !tj_dtype_is_float(out->dtype)) return 0;
     uint32_t m = 0;

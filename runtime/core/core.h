@@ -66,6 +66,9 @@ tensor *tj_resolve(const tj_tensor *h, const char *op, int argi);
 tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape);
 /* A new tensor header sharing t's storage, with another shape of the same numel. */
 tensor *tj_tensor_view(tensor *t, const tj_shape *shape);
+/* Writes data (numel values of v's dtype) into variable v as tj_assign does: drops the
+ * read snapshot and copies on write when v's storage is shared. 0 or OOM. */
+int     tj_variable_write(tensor *v, const void *data);
 /* The variable's current read snapshot (owned by v), NULL on OOM. */
 tensor *tj_variable_snapshot(tensor *v);
 void    tj_tensor_ref(tensor *t);
@@ -106,6 +109,15 @@ struct tj_tape;
  * tj_scope_end calls consume them instead of ending a real scope. */
 typedef struct scope { tensor **items; int64_t n, cap; int32_t phantoms; } scope;
 
+/* Tracing (jit/trace.c installs these per thread; the runtime only calls them). op sees
+ * every op applied, read every tj_item/tj_tensor_data, assign every tj_assign. */
+union tj_attr;
+typedef struct tj_trace_hooks {
+    int  (*op)(void *tracer, int op, int nin, tensor *const *in, tensor *out, const union tj_attr *attr);
+    void (*read)(void *tracer, const tensor *t, const char *api);
+    int  (*assign)(void *tracer, tensor *var, tensor *value);
+} tj_trace_hooks;
+
 #define TJ_MAX_TAPES 32
 typedef struct tj_thread {
     scope   *scopes;            /* scopes[0] is the thread's root scope */
@@ -115,6 +127,8 @@ typedef struct tj_thread {
     int      no_grad;           /* depth of tj_no_grad_begin */
     uint64_t bw_epoch;
     uint64_t rng_seed, rng_offset;
+    const tj_trace_hooks *trace;   /* non-NULL while a tj_function traces on this thread */
+    void    *tracer;
 } tj_thread;
 
 tj_thread *tj_thread_state(void);   /* never NULL */

@@ -377,7 +377,11 @@ int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
         return tj_err(TJ_ERR_SHAPE, "assign: variable '%s' has shape %s, value has shape %s",
                       v->name ? v->name : "", tj_shape_str(&v->shape, sv, sizeof sv),
                       tj_shape_str(&x->shape, sx, sizeof sx));
-    if (v->st == x->st) return 0;
+    if (v->st != x->st && (rc = tj_variable_write(v, x->data))) return rc;
+    return thread_state.trace ? thread_state.trace->assign(thread_state.tracer, v, x) : 0;
+}
+
+int tj_variable_write(tensor *v, const void *data) {
     drop_snapshot(v);               /* records of earlier reads keep the old storage */
     size_t bytes = (size_t)v->numel * tj_dtype_size(v->dtype);
     if (v->st->refs > 1) {          /* a view still shows the old value: copy on write */
@@ -388,7 +392,7 @@ int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
         st->refs = 1;
         v->data = (char *)st + STORAGE_HDR;
     }
-    memcpy(v->data, x->data, bytes);
+    memmove(v->data, data, bytes);
     return 0;
 }
 
@@ -425,11 +429,13 @@ int64_t tj_tensor_numel(const tj_tensor *h) {
 
 const void *tj_tensor_data(const tj_tensor *h) {
     tensor *t = tj_resolve(h, "tensor_data", 1);
+    if (t && thread_state.trace) thread_state.trace->read(thread_state.tracer, t, "tensor_data");
     return t ? t->data : NULL;
 }
 
 double tj_item(const tj_tensor *h) {
     tensor *t = tj_resolve(h, "item", 1);
+    if (t && thread_state.trace) thread_state.trace->read(thread_state.tracer, t, "item");
     if (!t) return __builtin_nan("");
     if (t->numel != 1) {
         char s[TJ_SHAPE_STR_MAX];

@@ -1,0 +1,614 @@
+/* engine.c: the one ORC LLJIT of the process, its target machines, symbols and pipeline.
+ * Owns the LLJIT (made under pthread_once, disposed at exit), a pool of TargetMachines set
+ * up exactly as the JIT's own (for the IR pipeline and asm dumps), the defined symbols.
+ * Locks (order jit_mu, then mu): jit_mu around every LLJIT call, since its one compiler is
+ * not thread-safe (notes/LLVM.md §6.3) and ORC materialises on the thread that looks up;
+ * mu around the TM pool and the count of compiles in flight. Never sets unsafe-fp-math or
+ * any fast-math (no FMA contraction: eager == compiled) and never hard-codes CPU features.
+ * Process-lifetime state uses malloc, not the user's hook: it outlives any hook set later. */
+#define _POSIX_C_SOURCE 200809L
+#include "engine.h"
+#include "core/core.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <llvm/Config/llvm-config.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if LLVM_VERSION_MAJOR >= 15
+typedef LLVMOrcCSymbolMapPair symbol_pair;
+#else
+typedef LLVMJITCSymbolMapPair symbol_pair;
+#endif
+
+struct tj_jit_code {
+    LLVMOrcResourceTrackerRef rt;     /* ours (one reference); NULL once the engine shut down */
+    tj_jit_code *prev, *next;         /* the live list, under jit_mu */
+};
+
+typedef struct defined { char *name; void *addr; } defined;
+
+#define MAX_NAME 400                  /* longest symbol name looked up */
+#define POOL_MAX 8                    /* idle TMs kept; more threads make and drop their own */
+
+static struct {
+    pthread_once_t  once;
+    int             init_code;        /* 0 or TJ_ERR_JIT, set once by init_once */
+    char            init_msg[512];
+
+    /* set by init_once, read-only afterwards */
+    LLVMTargetRef   target;
+    char            triple[128], cpu[64], datalayout[256], pipeline[16];
+    char           *features;         /* malloc'd */
+    int             lanes, opt_level;
+    LLVMCodeGenOptLevel cg_level;
+
+    pthread_mutex_t jit_mu;           /* guards everything below up to mu */
+    LLVMOrcLLJITRef jit;
+    LLVMOrcJITDylibRef jd;
+    defined        *syms;             /* tj_engine_define'd names (malloc'd) */
+    size_t          nsyms, capsyms;
+    tj_jit_code     live;             /* sentinel of the list of codes not yet freed */
+    char            session_msg[400]; /* what the session error reporter said in this call */
+
+    pthread_mutex_t mu;               /* guards pool, npool, inflight */
+    LLVMTargetMachineRef pool[POOL_MAX];
+    int             npool, inflight;
+
+    atomic_bool     ok;               /* init succeeded and exit has not run: facts valid */
+    atomic_bool     shut;             /* set at exit (under both locks) */
+    atomic_ullong   next_id;          /* suffix of private names */
+} E = {
+    .once = PTHREAD_ONCE_INIT,
+    .jit_mu = PTHREAD_MUTEX_INITIALIZER,
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+};
+
+/* ---- errors: the one helper that turns LLVM's messages into ours ---------------------- */
+
+/* Writes "jit: <what>: <LLVM's message>" into buf and consumes err or msg (either may be
+ * NULL; msg is an LLVM-allocated string, as the verifier and LLVMCreate* return). */
+static void vformat_llvm(char *buf, size_t size, LLVMErrorRef err, char *msg,
+                         const char *fmt, va_list ap) {
+    int k = snprintf(buf, size, "jit: ");
+    k += vsnprintf(buf + k, size - (size_t)k, fmt, ap);
+    if ((size_t)k >= size) k = (int)size - 1;
+    if (err) {
+        char *m = LLVMGetErrorMessage(err);   /* consumes err */
+        snprintf(buf + k, size - (size_t)k, ": %s", m);
+        LLVMDisposeErrorMessage(m);
+    } else if (msg) {
+        snprintf(buf + k, size - (size_t)k, ": %s", msg);
+    }
+    if (msg) LLVMDisposeMessage(msg);
+    /* LLVM's messages end with newlines; ours are one line where possible */
+    for (char *p = buf + strlen(buf); p > buf && (p[-1] == '\n' || p[-1] == ' '); p--) p[-1] = '\0';
+}
+
+/* TJ_ERR_JIT with LLVM's message; consumes err / msg. */
+__attribute__((format(printf, 3, 4)))
+static int jit_fail(LLVMErrorRef err, char *msg, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vformat_llvm(buf, sizeof buf, err, msg, fmt, ap);
+    va_end(ap);
+    return tj_err(TJ_ERR_JIT, "%s", buf);
+}
+
+/* For init_once: the message goes to E.init_msg, which every later tj_engine_init reports
+ * on its own thread (errors are per thread). */
+__attribute__((format(printf, 3, 4)))
+static void init_fail(LLVMErrorRef err, char *msg, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vformat_llvm(E.init_msg, sizeof E.init_msg, err, msg, fmt, ap);
+    va_end(ap);
+    E.init_code = TJ_ERR_JIT;
+}
+
+/* Symbols that cannot be resolved while linking reach only this reporter (the lookup gets
+ * a generic "Failed to materialize"). Runs under jit_mu, on the thread that looks up. */
+static void report_session_error(void *ctx, LLVMErrorRef err) {
+    (void)ctx;
+    char *m = LLVMGetErrorMessage(err);       /* consumes err */
+    size_t k = strlen(E.session_msg);
+    if (k + 8 < sizeof E.session_msg)
+        snprintf(E.session_msg + k, sizeof E.session_msg - k, "%s%s", k ? "; " : "", m);
+    LLVMDisposeErrorMessage(m);
+}
+
+/* ---- setup and teardown ------------------------------------------------------------------- */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* Whether the comma-separated feature list has exactly +name. */
+static bool has_feature(const char *features, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = features; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n + 1 && p[0] == '+' && memcmp(p + 1, name, n) == 0) return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+/* A TM configured as the JIT's: same triple, CPU, features, codegen level, reloc and code
+ * model, default TargetOptions (AllowFPOpFusion=Standard: only llvm.fmuladd fuses). */
+static LLVMTargetMachineRef make_tm(void) {
+    return LLVMCreateTargetMachine(E.target, E.triple, E.cpu, E.features, E.cg_level,
+                                   LLVMRelocDefault, LLVMCodeModelJITDefault);
+}
+
+static bool copy_str(char *dst, size_t size, const char *src) {
+    size_t n = strlen(src);
+    if (n >= size) return false;
+    memcpy(dst, src, n + 1);
+    return true;
+}
+
+static void engine_exit(void);
+
+static void init_once(void) {
+    const char *env = getenv("TJ_JIT_OPT");
+    E.opt_level = 2;
+    if (env && *env) {
+        if (env[1] != '\0' || env[0] < '0' || env[0] > '3') {
+            init_fail(NULL, NULL, "TJ_JIT_OPT must be 0, 1, 2 or 3, not '%.40s'", env);
+            return;
+        }
+        E.opt_level = env[0] - '0';
+    }
+    static const LLVMCodeGenOptLevel cg[4] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                              LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
+    E.cg_level = cg[E.opt_level];
+    snprintf(E.pipeline, sizeof E.pipeline, "default<O%d>", E.opt_level);
+
+    if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
+        init_fail(NULL, NULL, "LLVM has no native target for this host");
+        return;
+    }
+    E.live.prev = E.live.next = &E.live;
+    atexit(engine_exit);   /* from here on LLVM holds state worth releasing */
+
+    char *triple = LLVMGetDefaultTargetTriple();
+    bool ok = copy_str(E.triple, sizeof E.triple, triple);
+    LLVMDisposeMessage(triple);
+    if (!ok) { init_fail(NULL, NULL, "target triple too long"); return; }
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(E.triple, &E.target, &err)) {
+        init_fail(NULL, err, "no target for %s", E.triple);
+        return;
+    }
+    LLVMDisposeMessage(err);
+    char *cpu = LLVMGetHostCPUName();
+    ok = copy_str(E.cpu, sizeof E.cpu, cpu);
+    LLVMDisposeMessage(cpu);
+    if (!ok) { init_fail(NULL, NULL, "host CPU name too long"); return; }
+
+    /* Vector width (notes §3.1-3.2): CPUs with AVX-512 carry the prefer-256-bit tuning, so
+     * the vectorisers would use ymm; dropping it lets them use zmm, and our explicit
+     * <16 x float> IR is kept whole. Both TMs (passes, JIT codegen) get the same string. */
+    char *host = LLVMGetHostCPUFeatures();
+    E.lanes = has_feature(host, "avx512f") ? 16 : has_feature(host, "avx2") ? 8 : 4;
+    const char *extra = E.lanes == 16 ? ",-prefer-256-bit" : "";
+    size_t n = strlen(host) + strlen(extra) + 1;
+    E.features = malloc(n);
+    if (E.features) snprintf(E.features, n, "%s%s", host, extra);
+    LLVMDisposeMessage(host);
+    if (!E.features) { init_fail(NULL, NULL, "out of memory"); return; }
+
+    /* The JIT's codegen TM is built from one of ours, so the two agree (notes §3.1). */
+    LLVMTargetMachineRef tm = make_tm();
+    if (!tm) { init_fail(NULL, NULL, "cannot create a target machine for %s", E.cpu); return; }
+    LLVMOrcJITTargetMachineBuilderRef jtmb =
+        LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm);   /* disposes tm */
+    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);    /* builder owns jtmb */
+    LLVMErrorRef e = LLVMOrcCreateLLJIT(&E.jit, builder);           /* takes builder, always */
+    if (e) { E.jit = NULL; init_fail(e, NULL, "cannot create the LLJIT"); return; }
+
+    LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(E.jit),
+                                            report_session_error, NULL);
+    E.jd = LLVMOrcLLJITGetMainJITDylib(E.jit);
+    if (!copy_str(E.datalayout, sizeof E.datalayout, LLVMOrcLLJITGetDataLayoutStr(E.jit))) {
+        init_fail(NULL, NULL, "data layout too long");
+        return;
+    }
+    /* Symbols not defined explicitly come from the process: memset/memcpy that LLVM emits
+     * for loop idioms, libm. The runtime's own kernels and BLAS are defined explicitly. */
+    LLVMOrcDefinitionGeneratorRef gen;
+    e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+        &gen, LLVMOrcLLJITGetGlobalPrefix(E.jit), NULL, NULL);
+    if (e) { init_fail(e, NULL, "cannot search the process for symbols"); return; }
+    LLVMOrcJITDylibAddGenerator(E.jd, gen);                        /* jd owns gen */
+    atomic_store(&E.ok, true);
+}
+
+/* At exit: remove the code nobody freed, dispose the LLJIT and our TMs, then LLVMShutdown,
+ * so LeakSanitizer and valgrind find nothing. If a compile is still running on another
+ * thread, LLVM is left alone: tearing it down under that thread would crash. */
+static void engine_exit(void) {
+    pthread_mutex_lock(&E.jit_mu);
+    pthread_mutex_lock(&E.mu);
+    if (E.inflight > 0) {
+        pthread_mutex_unlock(&E.mu);
+        pthread_mutex_unlock(&E.jit_mu);
+        return;
+    }
+    atomic_store(&E.shut, true);
+    atomic_store(&E.ok, false);
+    for (int i = 0; i < E.npool; i++) LLVMDisposeTargetMachine(E.pool[i]);
+    E.npool = 0;
+    pthread_mutex_unlock(&E.mu);
+
+    /* A tracker must be released before its session dies; the code's owner may still call
+     * tj_engine_free, which then only frees the handle. Errors here have no one to go to. */
+    while (E.live.next != &E.live) {
+        tj_jit_code *c = E.live.next;
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        LLVMErrorRef e = LLVMOrcResourceTrackerRemove(c->rt);
+        if (e) LLVMConsumeError(e);
+        LLVMOrcReleaseResourceTracker(c->rt);
+        c->rt = NULL;
+    }
+    if (E.jit) {
+        LLVMErrorRef e = LLVMOrcDisposeLLJIT(E.jit);
+        if (e) LLVMConsumeError(e);
+        E.jit = NULL;
+    }
+    for (size_t i = 0; i < E.nsyms; i++) free(E.syms[i].name);
+    free(E.syms);
+    E.syms = NULL;
+    E.nsyms = E.capsyms = 0;
+    free(E.features);
+    E.features = NULL;
+    pthread_mutex_unlock(&E.jit_mu);
+    LLVMShutdown();
+}
+
+int tj_engine_init(void) {
+    pthread_once(&E.once, init_once);
+    if (E.init_code) return tj_err(TJ_ERR_JIT, "%s", E.init_msg);
+    if (atomic_load(&E.shut)) return tj_err(TJ_ERR_JIT, "jit: the engine was shut down (process exit)");
+    return 0;
+}
+
+int         tj_engine_vector_lanes(void) { return atomic_load(&E.ok) ? E.lanes : 4; }
+const char *tj_engine_cpu(void)          { return atomic_load(&E.ok) ? E.cpu : ""; }
+const char *tj_engine_features(void)     { return atomic_load(&E.ok) ? E.features : ""; }
+const char *tj_engine_triple(void)       { return atomic_load(&E.ok) ? E.triple : ""; }
+int         tj_engine_opt_level(void)    { return atomic_load(&E.ok) ? E.opt_level : 2; }
+
+/* ---- symbols -------------------------------------------------------------------------------- */
+
+int tj_engine_define(const char *name, void *addr) {
+    if (!name || !*name || !addr)
+        return tj_err(TJ_ERR_ARG, "jit: define: needs a name and a non-NULL address");
+    int rc = tj_engine_init();
+    if (rc) return rc;
+
+    pthread_mutex_lock(&E.jit_mu);
+    if (atomic_load(&E.shut)) {
+        rc = tj_err(TJ_ERR_JIT, "jit: define '%s': the engine was shut down", name);
+        goto out;
+    }
+    for (size_t i = 0; i < E.nsyms; i++)
+        if (strcmp(E.syms[i].name, name) == 0) {
+            if (E.syms[i].addr != addr)
+                rc = tj_err(TJ_ERR_JIT, "jit: define '%s': already defined at another address", name);
+            goto out;
+        }
+    if (E.nsyms == E.capsyms) {
+        size_t cap = E.capsyms ? 2 * E.capsyms : 16;
+        defined *s = realloc(E.syms, cap * sizeof *s);
+        if (!s) { rc = tj_err(TJ_ERR_OOM, "jit: define '%s': out of memory", name); goto out; }
+        E.syms = s;
+        E.capsyms = cap;
+    }
+    size_t len = strlen(name);
+    char *copy = malloc(len + 1);
+    if (!copy) { rc = tj_err(TJ_ERR_OOM, "jit: define '%s': out of memory", name); goto out; }
+    memcpy(copy, name, len + 1);
+
+    symbol_pair pair;
+    pair.Name = LLVMOrcLLJITMangleAndIntern(E.jit, name);   /* one reference, ours */
+    pair.Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)addr;
+    pair.Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
+    pair.Sym.Flags.TargetFlags = 0;
+    LLVMOrcMaterializationUnitRef unit = LLVMOrcAbsoluteSymbols(&pair, 1);  /* takes pair.Name */
+    LLVMErrorRef e = LLVMOrcJITDylibDefine(E.jd, unit);  /* on success jd owns unit; else we do */
+    if (e) {
+        LLVMOrcDisposeMaterializationUnit(unit);
+        free(copy);
+        rc = jit_fail(e, NULL, "define '%s'", name);
+        goto out;
+    }
+    E.syms[E.nsyms++] = (defined){copy, addr};
+out:
+    pthread_mutex_unlock(&E.jit_mu);
+    return rc;
+}
+
+/* ---- modules ----------------------------------------------------------------------------- */
+
+int tj_engine_module(const char *name, LLVMOrcThreadSafeContextRef *tsc, LLVMModuleRef *mod) {
+    if (tsc) *tsc = NULL;
+    if (mod) *mod = NULL;
+    if (!name || !tsc || !mod) return tj_err(TJ_ERR_ARG, "jit: module: NULL argument");
+    int rc = tj_engine_init();
+    if (rc) return rc;
+    /* one context per module, so threads never share one (notes §6.3) */
+    LLVMOrcThreadSafeContextRef t = LLVMOrcCreateNewThreadSafeContext();
+    LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, LLVMOrcThreadSafeContextGetContext(t));
+    LLVMSetTarget(m, E.triple);
+    LLVMSetDataLayout(m, E.datalayout);
+    *tsc = t;   /* the caller owns both now */
+    *mod = m;
+    return 0;
+}
+
+/* A tj_mem_alloc'd copy of n bytes of LLVM text; NULL (and TJ_ERR_OOM) on failure. */
+static char *copy_text(const char *s, size_t n) {
+    char *p = tj_mem_alloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+/* Counts a compile as in flight (*counted) and takes a TM for this thread's use. */
+static int begin_job(LLVMTargetMachineRef *tm, bool *counted) {
+    pthread_mutex_lock(&E.mu);
+    if (atomic_load(&E.shut)) {
+        pthread_mutex_unlock(&E.mu);
+        return tj_err(TJ_ERR_JIT, "jit: the engine was shut down (process exit)");
+    }
+    E.inflight++;
+    *counted = true;
+    *tm = E.npool > 0 ? E.pool[--E.npool] : NULL;
+    pthread_mutex_unlock(&E.mu);
+    if (!*tm) *tm = make_tm();
+    if (!*tm) return tj_err(TJ_ERR_JIT, "jit: cannot create a target machine for %s", E.cpu);
+    return 0;
+}
+
+static void give_back_tm(LLVMTargetMachineRef tm) {
+    if (!tm) return;
+    pthread_mutex_lock(&E.mu);
+    if (E.npool < POOL_MAX) {
+        E.pool[E.npool++] = tm;
+        tm = NULL;
+    }
+    pthread_mutex_unlock(&E.mu);
+    if (tm) LLVMDisposeTargetMachine(tm);
+}
+
+static void end_job(void) {
+    pthread_mutex_lock(&E.mu);
+    E.inflight--;
+    pthread_mutex_unlock(&E.mu);
+}
+
+/* The module's external definition called name, or NULL. */
+static LLVMValueRef external_definition(LLVMModuleRef mod, const char *name) {
+    LLVMValueRef v = LLVMGetNamedFunction(mod, name);
+    if (v && LLVMIsDeclaration(v)) v = NULL;
+    if (!v) {
+        v = LLVMGetNamedGlobal(mod, name);
+        if (v && LLVMIsDeclaration(v)) v = NULL;
+    }
+    if (v && (LLVMGetLinkage(v) == LLVMInternalLinkage || LLVMGetLinkage(v) == LLVMPrivateLinkage))
+        v = NULL;
+    return v;
+}
+
+/* Appends suffix to the name of v if it is an external definition (not llvm.*), so that
+ * modules never clash in the one JITDylib; the dumps were printed before, with the names
+ * as written, so they stay deterministic. */
+static int privatise(LLVMValueRef v, const char *suffix) {
+    if (LLVMIsDeclaration(v)) return 0;
+    LLVMLinkage l = LLVMGetLinkage(v);
+    if (l == LLVMInternalLinkage || l == LLVMPrivateLinkage) return 0;
+    size_t len, slen = strlen(suffix);
+    const char *name = LLVMGetValueName2(v, &len);
+    if (len == 0 || (len >= 5 && memcmp(name, "llvm.", 5) == 0)) return 0;
+    char small[256], *buf = small;
+    if (len + slen + 1 > sizeof small && !(buf = tj_mem_alloc(len + slen + 1))) return TJ_ERR_OOM;
+    memcpy(buf, name, len);
+    memcpy(buf + len, suffix, slen + 1);
+    LLVMSetValueName2(v, buf, len + slen);
+    size_t got;
+    const char *now = LLVMGetValueName2(v, &got);
+    int rc = 0;
+    if (got != len + slen || memcmp(now, buf, got) != 0)   /* LLVM renamed it: name taken */
+        rc = tj_err(TJ_ERR_JIT, "jit: cannot make '%.*s' private: '%s' exists", (int)len, buf, buf);
+    if (buf != small) tj_mem_free(buf, len + slen + 1);
+    return rc;
+}
+
+int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
+                  const char *const *names, void **addrs, tj_jit_code **code,
+                  tj_compile_times *times, char **ir_opt, char **asm_text) {
+    int rc = 0;
+    LLVMTargetMachineRef tm = NULL;
+    bool counted = false;
+    char modname[128] = "?";
+    if (code) *code = NULL;
+    if (ir_opt) *ir_opt = NULL;
+    if (asm_text) *asm_text = NULL;
+    if (addrs)
+        for (int i = 0; i < n; i++) addrs[i] = NULL;
+    if (!tsc || !mod || !code || n < 1 || !names || !addrs) {
+        rc = tj_err(TJ_ERR_ARG, "jit: add: NULL argument or no symbol to look up (n = %d)", n);
+        goto drop_module;
+    }
+    if (LLVMGetModuleContext(mod) != LLVMOrcThreadSafeContextGetContext(tsc)) {
+        rc = tj_err(TJ_ERR_ARG, "jit: add: the module does not belong to the given context");
+        goto drop_module;
+    }
+    size_t idlen;
+    const char *id = LLVMGetModuleIdentifier(mod, &idlen);
+    snprintf(modname, sizeof modname, "%.*s", (int)idlen, id);
+    if ((rc = tj_engine_init()) != 0) goto drop_module;
+    if ((rc = begin_job(&tm, &counted)) != 0) goto drop_module;
+
+    /* ---- verify + optimise, on this thread with its own TM ---- */
+    double t0 = now_ms();
+    char *msg = NULL;
+    if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
+        rc = jit_fail(NULL, msg, "verify module '%s'", modname);
+        goto drop_module;
+    }
+    LLVMDisposeMessage(msg);
+    for (int i = 0; i < n; i++) {
+        if (!names[i] || strlen(names[i]) > MAX_NAME) {
+            rc = tj_err(TJ_ERR_ARG, "jit: add: symbol %d is NULL or longer than %d bytes", i, MAX_NAME);
+            goto drop_module;
+        }
+        if (!external_definition(mod, names[i])) {
+            rc = tj_err(TJ_ERR_JIT, "jit: module '%s' has no external definition of '%s'",
+                        modname, names[i]);
+            goto drop_module;
+        }
+    }
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef e = LLVMRunPasses(mod, E.pipeline, tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (e) {
+        rc = jit_fail(e, NULL, "optimise module '%s' (%s)", modname, E.pipeline);
+        goto drop_module;
+    }
+    double t1 = now_ms();
+
+    /* ---- dumps, with the names as written ---- */
+    if (ir_opt) {
+        char *s = LLVMPrintModuleToString(mod);
+        *ir_opt = copy_text(s, strlen(s));
+        LLVMDisposeMessage(s);
+        if (!*ir_opt) { rc = TJ_ERR_OOM; goto drop_module; }
+    }
+    if (asm_text) {
+        /* emitting rewrites the module (CodeGenPrepare, notes §6.5): emit a clone */
+        LLVMModuleRef clone = LLVMCloneModule(mod);
+        LLVMMemoryBufferRef buf = NULL;
+        char *emsg = NULL;
+        LLVMBool bad = LLVMTargetMachineEmitToMemoryBuffer(tm, clone, LLVMAssemblyFile, &emsg, &buf);
+        LLVMDisposeModule(clone);
+        if (bad) {
+            rc = jit_fail(NULL, emsg, "emit assembly of module '%s'", modname);
+            goto drop_module;
+        }
+        *asm_text = copy_text(LLVMGetBufferStart(buf), LLVMGetBufferSize(buf));
+        LLVMDisposeMemoryBuffer(buf);
+        if (!*asm_text) { rc = TJ_ERR_OOM; goto drop_module; }
+    }
+    give_back_tm(tm);
+    tm = NULL;
+
+    /* ---- private names: every live module may define "k" ---- */
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, ".tj%llu", (unsigned long long)atomic_fetch_add(&E.next_id, 1) + 1);
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+        if ((rc = privatise(f, suffix)) != 0) goto drop_module;
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g))
+        if ((rc = privatise(g, suffix)) != 0) goto drop_module;
+    for (LLVMValueRef a = LLVMGetFirstGlobalAlias(mod); a; a = LLVMGetNextGlobalAlias(a))
+        if ((rc = privatise(a, suffix)) != 0) goto drop_module;
+
+    tj_jit_code *c = tj_mem_alloc(sizeof *c);
+    if (!c) { rc = TJ_ERR_OOM; goto drop_module; }
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);  /* tsm owns mod */
+    LLVMOrcDisposeThreadSafeContext(tsc);   /* drops our reference; tsm keeps the context */
+    mod = NULL;
+    tsc = NULL;
+
+    /* ---- add + lookup (codegen and linking happen in the first lookup), serialised ---- */
+    pthread_mutex_lock(&E.jit_mu);
+    double t2 = now_ms();
+    E.session_msg[0] = '\0';
+    LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(E.jd);  /* ours */
+    e = LLVMOrcLLJITAddLLVMIRModuleWithRT(E.jit, rt, tsm);   /* takes tsm, even on error */
+    if (e) {
+        rc = jit_fail(e, NULL, "add module '%s'", modname);
+        goto remove_rt;
+    }
+    for (int i = 0; i < n; i++) {
+        char full[MAX_NAME + 32];
+        snprintf(full, sizeof full, "%s%s", names[i], suffix);
+        LLVMOrcExecutorAddress a = 0;
+        e = LLVMOrcLLJITLookup(E.jit, &a, full);
+        if (e) {
+            /* the root cause (e.g. "Symbols not found: [ f ]") went to the reporter */
+            rc = jit_fail(e, NULL, "compile module '%s'%s%s", modname,
+                          E.session_msg[0] ? ": " : "", E.session_msg);
+            goto remove_rt;
+        }
+        if (a == 0) {
+            rc = tj_err(TJ_ERR_JIT, "jit: compile module '%s': '%s' has address 0", modname, names[i]);
+            goto remove_rt;
+        }
+        addrs[i] = (void *)(uintptr_t)a;
+    }
+    c->rt = rt;
+    c->next = &E.live;
+    c->prev = E.live.prev;
+    E.live.prev->next = c;
+    E.live.prev = c;
+    double t3 = now_ms();
+    pthread_mutex_unlock(&E.jit_mu);
+    end_job();
+    *code = c;
+    if (times) {
+        times->passes_ms = t1 - t0;
+        times->codegen_ms = t3 - t2;
+    }
+    return 0;
+
+remove_rt:
+    e = LLVMOrcResourceTrackerRemove(rt);
+    if (e) jit_fail(e, NULL, "remove module '%s'", modname);   /* the first error is kept */
+    LLVMOrcReleaseResourceTracker(rt);
+    pthread_mutex_unlock(&E.jit_mu);
+    tj_mem_free(c, sizeof *c);
+    for (int i = 0; i < n; i++) addrs[i] = NULL;
+drop_module:
+    if (mod) LLVMDisposeModule(mod);           /* before its context */
+    if (tsc) LLVMOrcDisposeThreadSafeContext(tsc);
+    give_back_tm(tm);
+    if (counted) end_job();
+    return rc;
+}
+
+void tj_engine_free(tj_jit_code *code) {
+    if (!code) return;
+    pthread_mutex_lock(&E.jit_mu);
+    if (code->rt) {   /* NULL once the engine shut down: the tracker went with it */
+        code->prev->next = code->next;
+        code->next->prev = code->prev;
+        LLVMErrorRef e = LLVMOrcResourceTrackerRemove(code->rt);   /* frees the machine code */
+        if (e) jit_fail(e, NULL, "free compiled code");
+        LLVMOrcReleaseResourceTracker(code->rt);
+    }
+    pthread_mutex_unlock(&E.jit_mu);
+    tj_mem_free(code, sizeof *code);
+}

@@ -1,0 +1,55 @@
+/* engine.h: the process-wide ORC LLJIT and what IR-emitting code needs from it.
+ * One LLJIT for the process, created on first use, disposed at exit (with LLVMShutdown).
+ * Each tj_engine_add is one module under its own resource tracker; its external names are
+ * private to it (the engine renames them before linking), so live modules may reuse names.
+ * Every LLVM failure becomes tj_err(TJ_ERR_JIT, "jit: ..."); nothing here aborts or prints.
+ * All functions are thread-safe; IR of one module must be built by one thread at a time. */
+#ifndef TJ_JIT_ENGINE_H
+#define TJ_JIT_ENGINE_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Orc.h>
+
+typedef struct tj_jit_code tj_jit_code;          /* one compiled module: its resource tracker */
+typedef struct tj_compile_times { double passes_ms, codegen_ms; } tj_compile_times;
+
+/* 0, or TJ_ERR_JIT saying why the JIT cannot be used (no native target, LLVM error, bad
+ * TJ_JIT_OPT, process exiting). Creates the LLJIT on first call; afterwards cheap. */
+int  tj_engine_init(void);
+
+/* Host facts, valid after a successful init (before: 4, "", "", "", 2).
+ * Lanes: floats in the widest vector to emit: 16 with avx512f, 8 with avx2, else 4, from
+ * the CPU's features as LLVM sees them (valgrind hides AVX-512: 8 there). */
+int         tj_engine_vector_lanes(void);
+const char *tj_engine_cpu(void);                 /* "sapphirerapids" */
+const char *tj_engine_features(void);            /* "+avx512f,+avx2,...,-prefer-256-bit" */
+const char *tj_engine_triple(void);              /* "x86_64-pc-linux-gnu" */
+int         tj_engine_opt_level(void);           /* 0..3: env TJ_JIT_OPT, default 2 */
+
+/* Makes an absolute symbol callable from JIT code (runtime kernels, cblas_sgemm, powf).
+ * Defining a name again with the same address is a no-op; with another address it is
+ * TJ_ERR_JIT. Define a name before adding modules that call it: a name first resolved
+ * from the process (libc, libm) cannot be redefined afterwards. */
+int  tj_engine_define(const char *name, void *addr);
+
+/* A fresh context + module whose triple and data layout match the JIT. On success the
+ * caller owns both and hands them to tj_engine_add (or disposes mod, then tsc). */
+int  tj_engine_module(const char *name, LLVMOrcThreadSafeContextRef *tsc, LLVMModuleRef *mod);
+
+/* Verifies, optimises (default<O2>, or TJ_JIT_OPT), adds the module under its own resource
+ * tracker and looks up n >= 1 of its external definitions (names as written in the IR)
+ * into addrs; the first lookup compiles the whole module (codegen and linking).
+ * Takes ownership of tsc and mod in every case (also on error). On success *code owns the
+ * machine code (tj_engine_free); times are filled if non-NULL. If ir_opt / asm_text are
+ * non-NULL they receive the optimised IR / the assembly as text, with the names as
+ * written (tj_mem_alloc'd: tj_mem_free(p, strlen(p) + 1)); they are set to NULL first, and
+ * texts made before a failure are still returned, so a failed compile can be dumped.
+ * On error *code is NULL and addrs are NULL. */
+int  tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
+                   const char *const *names, void **addrs, tj_jit_code **code,
+                   tj_compile_times *times, char **ir_opt, char **asm_text);
+
+/* Removes the code (its resource tracker): its addresses become invalid. NULL ok. */
+void tj_engine_free(tj_jit_code *code);
+
+#endif

@@ -1,0 +1,486 @@
+/* function.c: tj_function, the user-facing compiled function. Per signature (dtypes and
+ * shapes of the inputs, n_out) it traces one eager call, optimises the graph, compiles it
+ * (lower.c) and replays it: parameters, state and constants are bound to node buffers,
+ * random draws reserve the same generator positions eager would, outputs are copied into
+ * the caller's scope and state writes go through tj_variable_write. Check mode runs both
+ * ways and names the first node whose bits differ. Without the JIT (TJ_JIT=OFF) or when
+ * LLVM fails, calls run eagerly with a one-time warning. */
+#include "graph.h"
+#include "core/rng.h"
+#ifdef TJ_HAVE_JIT
+#include "lower.h"
+#endif
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- mode ----------------------------------------------------------------------------- */
+
+static _Atomic int mode = -1;
+
+static tj_mode mode_from_env(void) {
+    const char *s = getenv("TJ_MODE");
+    if (!s || !strcmp(s, "jit")) return TJ_MODE_JIT;
+    if (!strcmp(s, "eager")) return TJ_MODE_EAGER;
+    if (!strcmp(s, "check")) return TJ_MODE_CHECK;
+    fprintf(stderr, "tapejit: warning: TJ_MODE=%s is not eager, jit or check; using jit\n", s);
+    return TJ_MODE_JIT;
+}
+
+void tj_set_mode(tj_mode m) {
+    if (m != TJ_MODE_EAGER && m != TJ_MODE_JIT && m != TJ_MODE_CHECK) {
+        tj_err(TJ_ERR_ARG, "set_mode: %d is not a mode", (int)m);
+        return;
+    }
+    atomic_store(&mode, (int)m);
+}
+
+tj_mode tj_get_mode(void) {
+    int m = atomic_load(&mode);
+    if (m < 0) {
+        m = (int)mode_from_env();
+        atomic_store(&mode, m);
+    }
+    return (tj_mode)m;
+}
+
+static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tapejit: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- compiled signatures ----------------------------------------------------------------- */
+
+/* What generated code calls for a node it does not emit inline: the op's eager kernel. */
+typedef struct jit_call {
+    tj_op    op;
+    int      nin;
+    tj_attr *attr;
+    tensor **in;
+    tensor  *out;
+    int     *failed;
+} jit_call;
+
+void tj_jit_call(jit_call *c);
+void tj_jit_call(jit_call *c) {
+    const tj_op_info *info = tj_ops[c->op];
+    if ((info->check && info->check(c->in)) || tj_exec(c->op, c->attr, c->nin, c->in, c->out)) *c->failed = 1;
+}
+
+typedef struct sig {
+    struct sig *next;
+    int n_in, n_out;
+    tj_dtype dt[16];
+    tj_shape shape[16];
+    tj_graph *g;
+    bool *live;
+    bool eager;               /* could not compile: runs eagerly */
+#ifdef TJ_HAVE_JIT
+    tj_lowered low;
+#endif
+    tensor *desc;             /* per node: a header over its data, for kernels */
+    void **bufs;              /* per node: its data (generated code reads this) */
+    void **calls;             /* per node: its jit_call, when called */
+    jit_call *recs;
+    tensor **rec_in;
+    int nrec_in;
+    char *arena;
+    size_t arena_bytes;
+    int failed;
+} sig;
+
+struct tj_function {
+    char *name;
+    tj_fn fn;
+    void *user;
+    sig *sigs;                /* most recent first */
+    int traces, limit;
+    bool warned_limit, warned_fallback, warned_read;
+    const char *last_path;
+};
+
+#define MAX_IN 16             /* inputs of a compiled signature; more run eagerly */
+
+tj_function *tj_function_new(const char *name, tj_fn fn, void *user) {
+    if (!fn) return tj_err(TJ_ERR_ARG, "function_new: fn is NULL"), NULL;
+    tj_function *f = tj_mem_calloc(sizeof *f);
+    if (!f) return NULL;
+    if (!name) name = "fn";
+    size_t n = strlen(name) + 1;
+    if (!(f->name = tj_mem_alloc(n))) { tj_mem_free(f, sizeof *f); return NULL; }
+    memcpy(f->name, name, n);
+    f->fn = fn;
+    f->user = user;
+    f->limit = 8;
+    f->last_path = "none";
+    return f;
+}
+
+int tj_function_set_retrace_limit(tj_function *f, int limit) {
+    if (!f) return tj_err(TJ_ERR_ARG, "function_set_retrace_limit: f is NULL");
+    if (limit < 0) return tj_err(TJ_ERR_ARG, "function_set_retrace_limit: limit %d is negative", limit);
+    f->limit = limit;
+    return 0;
+}
+
+int tj_function_traces(const tj_function *f) { return f ? f->traces : 0; }
+const char *tj_function_last_path(const tj_function *f) { return f ? f->last_path : ""; }
+
+static void sig_free(sig *s) {
+    if (!s) return;
+#ifdef TJ_HAVE_JIT
+    tj_engine_free(s->low.code);
+#endif
+    int n = s->g ? s->g->n : 0;
+    tj_mem_free(s->live, sizeof(bool) * (size_t)n);
+    tj_mem_free(s->desc, sizeof(tensor) * (size_t)n);
+    tj_mem_free(s->bufs, sizeof(void *) * (size_t)n);
+    tj_mem_free(s->calls, sizeof(void *) * (size_t)n);
+    tj_mem_free(s->recs, sizeof(jit_call) * (size_t)n);
+    tj_mem_free(s->rec_in, sizeof(tensor *) * (size_t)s->nrec_in);
+    tj_mem_free(s->arena, s->arena_bytes);
+    tj_graph_free(s->g);
+    tj_mem_free(s, sizeof *s);
+}
+
+void tj_function_free(tj_function *f) {
+    if (!f) return;
+    for (sig *s = f->sigs, *next; s; s = next) { next = s->next; sig_free(s); }
+    tj_mem_free(f->name, strlen(f->name) + 1);
+    tj_mem_free(f, sizeof *f);
+}
+
+static bool sig_matches(const sig *s, int n_in, tensor *const *in, int n_out) {
+    if (s->n_in != n_in || s->n_out != n_out) return false;
+    for (int i = 0; i < n_in; i++)
+        if (s->dt[i] != in[i]->dtype || !tj_shape_equal(&s->shape[i], &in[i]->shape)) return false;
+    return true;
+}
+
+/* "input 0 shape (10, 3) -> (6, 3)": what differs from the previous signature. */
+static void describe_change(const sig *prev, int n_in, tensor *const *in, int n_out, char *buf, size_t n) {
+    char a[TJ_SHAPE_STR_MAX], b[TJ_SHAPE_STR_MAX];
+    if (prev->n_in != n_in) { snprintf(buf, n, "%d inputs -> %d", prev->n_in, n_in); return; }
+    for (int i = 0; i < n_in; i++) {
+        if (prev->dt[i] != in[i]->dtype) {
+            snprintf(buf, n, "input %d dtype %s -> %s", i, tj_dtype_name(prev->dt[i]), tj_dtype_name(in[i]->dtype));
+            return;
+        }
+        if (!tj_shape_equal(&prev->shape[i], &in[i]->shape)) {
+            snprintf(buf, n, "input %d shape %s -> %s", i, tj_shape_str(&prev->shape[i], a, sizeof a),
+                     tj_shape_str(&in[i]->shape, b, sizeof b));
+            return;
+        }
+    }
+    snprintf(buf, n, "%d outputs -> %d", prev->n_out, n_out);
+}
+
+/* ---- binding a compiled signature ---------------------------------------------------------- */
+
+#ifdef TJ_HAVE_JIT
+static size_t round64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+/* Buffers for op nodes in one arena, headers for every node, call records. */
+static int sig_bind(sig *s) {
+    tj_graph *g = s->g;
+    int n = g->n;
+    if (!(s->desc = tj_mem_calloc(sizeof(tensor) * (size_t)n)) || !(s->bufs = tj_mem_calloc(sizeof(void *) * (size_t)n)) ||
+        !(s->calls = tj_mem_calloc(sizeof(void *) * (size_t)n)) || !(s->recs = tj_mem_calloc(sizeof(jit_call) * (size_t)n)))
+        return TJ_ERR_OOM;
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        tj_gnode *nd = &g->nodes[i];
+        s->desc[i] = (tensor){.shape = nd->shape, .numel = nd->numel, .dtype = nd->dtype, .refs = 1, .scope = -1};
+        if (s->live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd))
+            bytes += round64((size_t)nd->numel * tj_dtype_size(nd->dtype));
+        if (!tj_lower_inline(g, nd) && nd->kind == TJ_N_OP) s->nrec_in += nd->nin;
+    }
+    s->arena_bytes = bytes + 64;
+    if (!(s->arena = tj_mem_alloc(s->arena_bytes))) return TJ_ERR_OOM;
+    if (s->nrec_in && !(s->rec_in = tj_mem_alloc(sizeof(tensor *) * (size_t)s->nrec_in))) return TJ_ERR_OOM;
+    char *p = (char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63);
+    tensor **rin = s->rec_in;
+    for (int i = 0; i < n; i++) {
+        tj_gnode *nd = &g->nodes[i];
+        if (nd->kind == TJ_N_CONST) s->desc[i].data = nd->data;
+        if (nd->kind != TJ_N_OP || !s->live[i] || nd->replaced_by >= 0) continue;
+        if (!tj_lower_is_view(nd)) {
+            s->desc[i].data = p;
+            p += round64((size_t)nd->numel * tj_dtype_size(nd->dtype));
+        }
+        if (tj_lower_inline(g, nd)) continue;
+        jit_call *c = &s->recs[i];
+        *c = (jit_call){.op = nd->op, .nin = nd->nin, .attr = &nd->attr, .in = rin, .out = &s->desc[i], .failed = &s->failed};
+        for (int k = 0; k < nd->nin; k++) *rin++ = &s->desc[tj_graph_resolve(g, nd->in[k])];
+        s->calls[i] = c;
+    }
+    return 0;
+}
+
+static int sig_compile(tj_function *f, sig *s) {
+    int rc = tj_engine_init();
+    if (!rc) rc = tj_engine_define("tj_jit_call", (void *)(uintptr_t)tj_jit_call);
+    if (!rc) rc = tj_graph_optimize(s->g);
+    if (rc) return rc;
+    if (!(s->live = tj_mem_alloc(sizeof(bool) * (size_t)s->g->n))) return TJ_ERR_OOM;
+    tj_graph_live(s->g, s->live);
+    if ((rc = sig_bind(s))) return rc;
+    return tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), &s->low);
+}
+
+/* Points every node's header and bufs[] at this call's data. */
+static void sig_point(sig *s, tensor *const *in) {
+    tj_graph *g = s->g;
+    for (int i = 0; i < g->n; i++) {
+        tj_gnode *nd = &g->nodes[i];
+        if (nd->kind == TJ_N_PARAM) s->desc[i].data = in[nd->param]->data;
+        else if (nd->kind == TJ_N_STATE) s->desc[i].data = nd->var->data;
+        else if (nd->replaced_by >= 0) s->desc[i].data = s->desc[tj_graph_resolve(g, i)].data;
+        else if (nd->kind == TJ_N_OP && tj_lower_is_view(nd)) s->desc[i].data = s->desc[tj_graph_resolve(g, nd->in[0])].data;
+        s->bufs[i] = s->desc[i].data;
+    }
+}
+
+/* Runs the compiled step: outputs into out[] (new tensors in this scope), state writes. */
+static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
+    tj_graph *g = s->g;
+    sig_point(s, in);
+    tj_thread *th = tj_thread_state();
+    for (int i = 0; i < g->n; i++) {      /* every draw eager would make, in its order */
+        tj_gnode *nd = &g->nodes[i];
+        if (nd->kind != TJ_N_OP || (nd->op != TJ_OP_RAND_UNIFORM && nd->op != TJ_OP_RAND_NORMAL)) continue;
+        nd->attr.rng.seed = th->rng_seed;
+        nd->attr.rng.offset = tj_rng_reserve(nd->numel);
+    }
+    s->failed = 0;
+    s->low.step(s->bufs, s->calls);
+    if (s->failed) {
+        if (!tj_has_error()) tj_err(TJ_ERR_OOM, "%s: compiled step failed", f->name);
+        return tj_error_code();
+    }
+    for (int i = 0; i < s->n_out; i++) {
+        int id = tj_graph_resolve(g, g->outputs[i]);
+        tensor *t = tj_tensor_new(g->nodes[id].dtype, &g->nodes[id].shape);
+        if (!t) return TJ_ERR_OOM;
+        memcpy(t->data, s->desc[id].data, (size_t)t->numel * tj_dtype_size(t->dtype));
+        out[i] = tj_handle(t);
+    }
+    for (int i = 0; i < g->nwrites; i++) {
+        int rc = tj_variable_write(g->writes[i].var, s->desc[tj_graph_resolve(g, g->writes[i].node)].data);
+        if (rc) return rc;
+    }
+    return 0;
+}
+#endif
+
+#ifdef TJ_HAVE_JIT
+/* ---- check mode ------------------------------------------------------------------------------ */
+
+/* The variables the step reads or writes, and a copy of their values. */
+typedef struct saved { int n; tensor *var[256]; void *data[256]; } saved;
+
+static void saved_free(saved *sv) {
+    for (int i = 0; i < sv->n; i++)
+        tj_mem_free(sv->data[i], (size_t)sv->var[i]->numel * tj_dtype_size(sv->var[i]->dtype));
+    sv->n = 0;
+}
+
+static int saved_take(const tj_graph *g, saved *sv) {
+    sv->n = 0;
+    for (int i = 0; i < g->n + g->nwrites; i++) {
+        tensor *v = i < g->n ? g->nodes[i].var : g->writes[i - g->n].var;
+        bool seen = !v;
+        for (int k = 0; k < sv->n && !seen; k++) seen = sv->var[k] == v;
+        if (seen) continue;
+        if (sv->n == 256) return tj_err(TJ_ERR_ARG, "check: more than 256 variables in one step");
+        size_t bytes = (size_t)v->numel * tj_dtype_size(v->dtype);
+        if (!(sv->data[sv->n] = tj_mem_alloc(bytes))) return TJ_ERR_OOM;
+        memcpy(sv->data[sv->n], v->data, bytes);
+        sv->var[sv->n++] = v;
+    }
+    return 0;
+}
+
+static int saved_restore(const saved *sv) {
+    for (int i = 0; i < sv->n; i++) {
+        int rc = tj_variable_write(sv->var[i], sv->data[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* First element where a and b (n values of dt) differ bitwise, or -1. */
+static int64_t first_diff(const void *a, const void *b, int64_t n, tj_dtype dt) {
+    size_t es = tj_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp((const char *)a + i * (int64_t)es, (const char *)b + i * (int64_t)es, es)) return i;
+    return -1;
+}
+
+static double value_at(const void *p, int64_t i, tj_dtype dt) {
+    switch (dt) {
+    case TJ_F32: return ((const float *)p)[i];
+    case TJ_F64: return ((const double *)p)[i];
+    case TJ_I32: return ((const int32_t *)p)[i];
+    }
+    return 0;
+}
+
+/* Names the first op node of the compiled step whose value differs from eager's. */
+static int report_first_node(tj_function *f, sig *s, const tj_graph *eg) {
+    const tj_graph *g = s->g;
+    for (int i = 0; i < g->n && i < eg->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (nd->kind != TJ_N_OP || !s->live[i] || i >= eg->capvalues || !eg->values[i]) continue;
+        if (eg->nodes[i].op != nd->op || !tj_shape_equal(&eg->nodes[i].shape, &nd->shape))
+            return tj_err(TJ_ERR_CHECK, "check: %s: this call traced differently from the compiled one at node %d "
+                          "(%s vs %s): the step depends on values it read", f->name, i,
+                          tj_ops[eg->nodes[i].op]->name, tj_ops[nd->op]->name);
+        const tensor *e = eg->values[i];
+        int64_t k = first_diff(e->data, s->desc[tj_graph_resolve(g, i)].data, nd->numel, nd->dtype);
+        if (k < 0) continue;
+        return tj_err(TJ_ERR_CHECK, "check: %s: node %d (%s) differs first: element %lld is %.9g eager, %.9g compiled",
+                      f->name, i, tj_ops[nd->op]->name, (long long)k, value_at(e->data, k, nd->dtype),
+                      value_at(s->desc[tj_graph_resolve(g, i)].data, k, nd->dtype));
+    }
+    return tj_err(TJ_ERR_CHECK, "check: %s: results differ but no single node does", f->name);
+}
+
+/* Runs the call eagerly (traced, keeping node values) and compiled from the same state,
+ * compares outputs and state updates bit for bit, and keeps the eager results. */
+static int check_call(tj_function *f, sig *s, int n_in, tj_tensor *const *in_h, tensor *const *in, int n_out,
+                      tj_tensor **out) {
+    tj_thread *th = tj_thread_state();
+    saved before = {0}, after = {0};
+    uint64_t seed = th->rng_seed, offset = th->rng_offset;
+    int rc = saved_take(s->g, &before);
+    tj_tracer *tr = rc ? NULL : tj_trace_begin(f->name, n_in, in, true, &f->warned_read);
+    if (!tr) { saved_free(&before); return rc ? rc : TJ_ERR_OOM; }
+    rc = f->fn(f->user, n_in, in_h, n_out, out);
+    tensor *outs[64];
+    bool ok = rc == 0 && n_out <= 64;
+    for (int i = 0; ok && i < n_out; i++) ok = (outs[i] = tj_resolve(out[i], f->name, i + 1)) != NULL;
+    tj_graph *eg = tj_trace_end(tr, n_out, outs, ok);
+    if (rc || !eg) { saved_free(&before); tj_graph_free(eg); return rc ? rc : tj_error_code(); }
+    uint64_t offset_after = th->rng_offset;
+    tj_tensor *cout[64];
+    if (!(rc = saved_take(s->g, &after)) && !(rc = saved_restore(&before))) {
+        th->rng_seed = seed;
+        th->rng_offset = offset;
+        rc = sig_run(f, s, in, cout);
+    }
+    bool same = rc == 0 && th->rng_offset == offset_after;
+    for (int i = 0; same && i < n_out; i++) {
+        tensor *c = tj_resolve(cout[i], f->name, i + 1);
+        same = c && first_diff(outs[i]->data, c->data, c->numel, c->dtype) < 0;
+    }
+    for (int i = 0; same && i < after.n; i++)
+        same = first_diff(after.data[i], after.var[i]->data, after.var[i]->numel, after.var[i]->dtype) < 0;
+    if (rc == 0 && !same) rc = report_first_node(f, s, eg);
+    int rc2 = saved_restore(&after);          /* eager's state stands */
+    saved_free(&before);
+    saved_free(&after);
+    tj_graph_free(eg);
+    f->last_path = "checked";
+    return rc ? rc : rc2;
+}
+
+#endif
+
+/* ---- calls --------------------------------------------------------------------------------- */
+
+static int call_eager(tj_function *f, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    f->last_path = "eager";
+    return f->fn(f->user, n_in, in, n_out, out);
+}
+
+/* Runs fn eagerly while recording it; on success a new signature holds the graph. */
+static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const *in, int n_out,
+                 tj_tensor **out, sig **made) {
+    *made = NULL;
+    if (f->sigs) {
+        char why[256];
+        describe_change(f->sigs, n_in, in, n_out, why, sizeof why);
+        warn("%s: retracing: %s", f->name, why);
+    }
+    tj_tracer *tr = tj_trace_begin(f->name, n_in, in, false, &f->warned_read);
+    if (!tr) return TJ_ERR_OOM;
+    int rc = f->fn(f->user, n_in, in_h, n_out, out);
+    tensor *outs[64];
+    bool ok = rc == 0 && n_out <= 64;
+    for (int i = 0; ok && i < n_out; i++) ok = (outs[i] = tj_resolve(out[i], f->name, i + 1)) != NULL;
+    tj_graph *g = tj_trace_end(tr, n_out, outs, ok);
+    f->traces++;
+    f->last_path = "traced";
+    if (rc) return rc;
+    if (!g) return tj_error_code() ? tj_error_code() : TJ_ERR_OOM;
+    sig *s = tj_mem_calloc(sizeof *s);
+    if (!s) { tj_graph_free(g); return TJ_ERR_OOM; }
+    s->n_in = n_in;
+    s->n_out = n_out;
+    s->g = g;
+    for (int i = 0; i < n_in; i++) { s->dt[i] = in[i]->dtype; s->shape[i] = in[i]->shape; }
+    s->next = f->sigs;
+    f->sigs = s;
+    *made = s;
+    return 0;
+}
+
+/* After tracing: compile, or fall back to eager for this signature with a warning. */
+static void compile_or_fallback(tj_function *f, sig *s) {
+#ifdef TJ_HAVE_JIT
+    int before = tj_error_code();
+    if (sig_compile(f, s) == 0) return;
+    if (!f->warned_fallback)
+        warn("%s: could not compile (%s); running eagerly", f->name, tj_has_error() ? tj_last_error() : "out of memory");
+    if (!before) tj_clear_error();      /* the fallback is the answer, not an error */
+#else
+    if (!f->warned_fallback)
+        warn("%s: compiled mode is unavailable (built with TJ_JIT=OFF); running eagerly", f->name);
+#endif
+    f->warned_fallback = true;
+    s->eager = true;
+}
+
+int tj_function_call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_tensor **out) {
+    if (!f) return tj_err(TJ_ERR_ARG, "function_call: f is NULL");
+    if (n_in < 0 || n_out < 0 || (n_in && !in_h) || (n_out && !out))
+        return tj_err(TJ_ERR_ARG, "%s: bad arguments: n_in %d, n_out %d", f->name, n_in, n_out);
+    for (int i = 0; i < n_out; i++) out[i] = NULL;
+    tj_mode m = tj_get_mode();
+    tj_thread *th = tj_thread_state();
+    if (m == TJ_MODE_EAGER || th->trace || n_in > MAX_IN)   /* inside a trace: inline */
+        return call_eager(f, n_in, in_h, n_out, out);
+    tensor *in[MAX_IN];
+    if (!tj_resolve_args(f->name, n_in, in_h, in)) return tj_error_code();
+    sig *s = f->sigs;
+    while (s && !sig_matches(s, n_in, in, n_out)) s = s->next;
+    if (!s) {
+        if (f->traces >= f->limit) {
+            if (!f->warned_limit)
+                warn("%s: traced %d signatures (the limit); new signatures run eagerly", f->name, f->traces);
+            f->warned_limit = true;
+            return call_eager(f, n_in, in_h, n_out, out);
+        }
+        int rc = trace(f, n_in, in_h, in, n_out, out, &s);
+        if (rc) return rc;
+        compile_or_fallback(f, s);
+        return 0;           /* the traced call's results are the eager results */
+    }
+    if (s->eager) return call_eager(f, n_in, in_h, n_out, out);
+#ifdef TJ_HAVE_JIT
+    if (m == TJ_MODE_CHECK) return check_call(f, s, n_in, in_h, in, n_out, out);
+    f->last_path = "compiled";
+    return sig_run(f, s, in, out);
+#else
+    return call_eager(f, n_in, in_h, n_out, out);
+#endif
+}

@@ -1,0 +1,318 @@
+/* lower.c: graph -> one LLVM function `void step(ptr bufs, ptr calls)`. bufs[i] is node
+ * i's data (parameters, state and constants are filled in by the caller; views share
+ * their input's pointer). Elementwise nodes become explicit vector loops whose arithmetic
+ * mirrors the eager kernels (runtime/ops/<op>.c and math/tj_math.h via lower_math.c)
+ * operation by operation; every other op calls its own eager kernel through
+ * tj_jit_call(calls[i]), so the results are the eager results, bit for bit. */
+#include "lower.h"
+#include "lower_math.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct lctx {
+    const tj_graph *g;
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMValueRef fn, bufs, calls;
+    LLVMTypeRef ptr, i64, i32, f32, f64;
+    LLVMValueRef call_fn;
+    LLVMTypeRef call_ty;
+    int lanes;            /* f32 lanes of a vector */
+} lctx;
+
+bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd) {
+    (void)g;
+    if (nd->kind != TJ_N_OP) return false;
+    tj_kind k = tj_ops[nd->op]->kind;
+    if (k != TJ_KIND_UNARY && k != TJ_KIND_BINARY && k != TJ_KIND_TERNARY) return false;
+    if (nd->op == TJ_OP_POW) return false;                       /* libm's pow: the kernel */
+    if (nd->op == TJ_OP_DIV && nd->dtype == TJ_I32) return false; /* checks for zero */
+    return true;
+}
+
+bool tj_lower_is_view(const tj_gnode *nd) {
+    return nd->kind == TJ_N_OP && (nd->op == TJ_OP_RESHAPE || nd->op == TJ_OP_STOP_GRADIENT);
+}
+
+static LLVMTypeRef elem_type(const lctx *c, tj_dtype dt) {
+    switch (dt) {
+    case TJ_F32: return c->f32;
+    case TJ_F64: return c->f64;
+    case TJ_I32: return c->i32;
+    }
+    return c->f32;
+}
+
+static LLVMValueRef cint(const lctx *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+
+/* A constant of the type of x (scalar or vector), value v. */
+static LLVMValueRef splat_const(LLVMTypeRef t, double v) {
+    bool vec = LLVMGetTypeKind(t) == LLVMVectorTypeKind;
+    LLVMTypeRef et = vec ? LLVMGetElementType(t) : t;
+    LLVMValueRef s = LLVMGetTypeKind(et) == LLVMIntegerTypeKind
+                   ? LLVMConstInt(et, (unsigned long long)(int64_t)v, 1) : LLVMConstReal(et, v);
+    if (!vec) return s;
+    unsigned n = LLVMGetVectorSize(t);
+    LLVMValueRef e[64];
+    for (unsigned i = 0; i < n; i++) e[i] = s;
+    return LLVMConstVector(e, n);
+}
+
+static LLVMValueRef buf_ptr(lctx *c, int node) {
+    LLVMValueRef idx = cint(c, node);
+    LLVMValueRef slot = LLVMBuildGEP2(c->b, c->ptr, c->bufs, &idx, 1, "");
+    return LLVMBuildLoad2(c->b, c->ptr, slot, "");
+}
+
+static LLVMValueRef intrinsic1(lctx *c, const char *name, LLVMValueRef x) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, &t, 1);
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, &t, 1), f, &x, 1, "");
+}
+
+/* The op on values (scalars or vectors of one type), as the C kernel computes it. */
+static LLVMValueRef ew_value(lctx *c, tj_op op, bool is_int, LLVMValueRef *x) {
+    LLVMBuilderRef b = c->b;
+    LLVMTypeRef t = LLVMTypeOf(x[op == TJ_OP_WHERE ? 1 : 0]);
+    LLVMValueRef zero = splat_const(t, 0.0), one = splat_const(t, 1.0);
+    switch (op) {
+    case TJ_OP_ADD: return is_int ? LLVMBuildAdd(b, x[0], x[1], "") : LLVMBuildFAdd(b, x[0], x[1], "");
+    case TJ_OP_SUB: return is_int ? LLVMBuildSub(b, x[0], x[1], "") : LLVMBuildFSub(b, x[0], x[1], "");
+    case TJ_OP_MUL: return is_int ? LLVMBuildMul(b, x[0], x[1], "") : LLVMBuildFMul(b, x[0], x[1], "");
+    case TJ_OP_DIV: return LLVMBuildFDiv(b, x[0], x[1], "");   /* int32 division is a call */
+    case TJ_OP_MAXIMUM:
+    case TJ_OP_MINIMUM: {
+        bool mx = op == TJ_OP_MAXIMUM;
+        if (is_int) return LLVMBuildSelect(b, LLVMBuildICmp(b, mx ? LLVMIntSGT : LLVMIntSLT, x[0], x[1], ""), x[0], x[1], "");
+        /* (x0 > x1 || x0 != x0) ? x0 : x1 */
+        LLVMValueRef gt = LLVMBuildFCmp(b, mx ? LLVMRealOGT : LLVMRealOLT, x[0], x[1], "");
+        LLVMValueRef nan = LLVMBuildFCmp(b, LLVMRealUNO, x[0], x[0], "");
+        return LLVMBuildSelect(b, LLVMBuildOr(b, gt, nan, ""), x[0], x[1], "");
+    }
+    case TJ_OP_GREATER:
+    case TJ_OP_LESS:
+    case TJ_OP_EQUAL: {
+        LLVMValueRef cmp = is_int
+            ? LLVMBuildICmp(b, op == TJ_OP_GREATER ? LLVMIntSGT : op == TJ_OP_LESS ? LLVMIntSLT : LLVMIntEQ, x[0], x[1], "")
+            : LLVMBuildFCmp(b, op == TJ_OP_GREATER ? LLVMRealOGT : op == TJ_OP_LESS ? LLVMRealOLT : LLVMRealOEQ, x[0], x[1], "");
+        return LLVMBuildSelect(b, cmp, one, zero, "");
+    }
+    case TJ_OP_WHERE: {   /* cond != 0 ? a : b  (a NaN condition is true, as in C) */
+        LLVMValueRef cz = splat_const(LLVMTypeOf(x[0]), 0.0);
+        LLVMValueRef cond = is_int ? LLVMBuildICmp(b, LLVMIntNE, x[0], cz, "") : LLVMBuildFCmp(b, LLVMRealUNE, x[0], cz, "");
+        return LLVMBuildSelect(b, cond, x[1], x[2], "");
+    }
+    case TJ_OP_NEG: return is_int ? LLVMBuildSub(b, zero, x[0], "") : LLVMBuildFNeg(b, x[0], "");
+    case TJ_OP_EXP: return tj_lower_exp(c->mod, b, x[0]);
+    case TJ_OP_LOG: return tj_lower_log(c->mod, b, x[0]);
+    case TJ_OP_TANH: return tj_lower_tanh(c->mod, b, x[0]);
+    case TJ_OP_SIGMOID: return tj_lower_sigmoid(c->mod, b, x[0]);
+    case TJ_OP_SQRT: return intrinsic1(c, "llvm.sqrt", x[0]);
+    case TJ_OP_ABS: {
+        if (is_int)
+            return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, x[0], zero, ""), LLVMBuildSub(b, zero, x[0], ""), x[0], "");
+        /* x0 < 0 ? -x0 : x0 == 0 ? 0 : x0 */
+        LLVMValueRef inner = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOEQ, x[0], zero, ""), zero, x[0], "");
+        return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x[0], zero, ""), LLVMBuildFNeg(b, x[0], ""), inner, "");
+    }
+    case TJ_OP_RELU: {
+        LLVMValueRef neg = is_int ? LLVMBuildICmp(b, LLVMIntSLT, x[0], zero, "") : LLVMBuildFCmp(b, LLVMRealOLT, x[0], zero, "");
+        return LLVMBuildSelect(b, neg, zero, x[0], "");
+    }
+    case TJ_OP_POW: case TJ_OP_CAST: case TJ_OP_MATMUL: case TJ_OP_SUM: case TJ_OP_MAX: case TJ_OP_ARGMAX:
+    case TJ_OP_RESHAPE: case TJ_OP_TRANSPOSE: case TJ_OP_BROADCAST: case TJ_OP_CONCAT: case TJ_OP_SLICE:
+    case TJ_OP_GATHER: case TJ_OP_SCATTER_ADD: case TJ_OP_RAND_UNIFORM: case TJ_OP_RAND_NORMAL:
+    case TJ_OP_STOP_GRADIENT: case TJ_OP_COUNT:
+        break;   /* not inline (tj_lower_inline) */
+    }
+    return NULL;
+}
+
+/* Folded loop nest of an elementwise node: dims with each input's stride (0 or the
+ * row-major stride), size-1 dims dropped, contiguous dims merged, as dispatch.c does. */
+typedef struct ew_shape {
+    int nd, nin;
+    int64_t dim[TJ_MAX_DIMS], st[3][TJ_MAX_DIMS];
+} ew_shape;
+
+static void fold_dims(const tj_graph *g, const tj_gnode *nd, ew_shape *e) {
+    memset(e, 0, sizeof *e);
+    e->nin = nd->nin;
+    const tj_shape *os = &nd->shape;
+    for (int d = 0; d < os->ndim; d++) {
+        if (os->dim[d] == 1) continue;
+        e->dim[e->nd] = os->dim[d];
+        for (int k = 0; k < nd->nin; k++) {
+            const tj_shape *is = &g->nodes[tj_graph_resolve(g, nd->in[k])].shape;
+            int di = d - (os->ndim - is->ndim);
+            int64_t st = 0;
+            if (di >= 0 && is->dim[di] != 1) {
+                st = 1;
+                for (int q = di + 1; q < is->ndim; q++) st *= is->dim[q];
+            }
+            e->st[k][e->nd] = st;
+        }
+        e->nd++;
+    }
+    int n = 0;
+    for (int d = 0; d < e->nd; d++) {
+        bool fold = n > 0;
+        for (int k = 0; k < e->nin && fold; k++) fold = e->st[k][n - 1] == e->st[k][d] * e->dim[d];
+        if (fold) {
+            e->dim[n - 1] *= e->dim[d];
+            for (int k = 0; k < e->nin; k++) e->st[k][n - 1] = e->st[k][d];
+        } else {
+            e->dim[n] = e->dim[d];
+            for (int k = 0; k < e->nin; k++) e->st[k][n] = e->st[k][d];
+            n++;
+        }
+    }
+    if (n == 0) { e->dim[0] = 1; n = 1; }
+    e->nd = n;
+}
+
+/* for (iv = 0; iv < n; iv += step) body: returns iv; *exit gets the block after. */
+typedef struct loop { LLVMBasicBlockRef head, body, latch, exit; LLVMValueRef iv; } loop;
+
+static loop loop_begin(lctx *c, LLVMValueRef start, LLVMValueRef end, const char *name) {
+    loop l;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+    l.head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
+    l.body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
+    l.exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "exit");
+    LLVMBuildBr(c->b, l.head);
+    LLVMPositionBuilderAtEnd(c->b, l.head);
+    l.iv = LLVMBuildPhi(c->b, c->i64, "i");
+    LLVMAddIncoming(l.iv, &start, &pre, 1);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l.iv, end, ""), l.body, l.exit);
+    LLVMPositionBuilderAtEnd(c->b, l.body);
+    return l;
+}
+
+static void loop_end(lctx *c, loop *l, LLVMValueRef step) {
+    LLVMValueRef next = LLVMBuildAdd(c->b, l->iv, step, "");
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b);
+    LLVMAddIncoming(l->iv, &next, &cur, 1);
+    LLVMBuildBr(c->b, l->head);
+    LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+static LLVMValueRef gep(lctx *c, LLVMTypeRef et, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+}
+
+static LLVMValueRef load(lctx *c, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
+    LLVMValueRef v = LLVMBuildLoad2(c->b, t, p, "");
+    LLVMSetAlignment(v, align);
+    return v;
+}
+
+static void store(lctx *c, LLVMValueRef v, LLVMValueRef p, unsigned align) {
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, p), align);
+}
+
+/* One elementwise node: outer dims as scalar loops, the innermost as vectors + tail. */
+static void lower_elementwise(lctx *c, int id) {
+    const tj_graph *g = c->g;
+    const tj_gnode *nd = &g->nodes[id];
+    if (nd->numel == 0) return;
+    ew_shape e;
+    fold_dims(g, nd, &e);
+    tj_dtype dt = nd->dtype;
+    bool is_int = dt == TJ_I32;
+    LLVMTypeRef et = elem_type(c, dt);
+    unsigned esz = (unsigned)tj_dtype_size(dt);
+    int lanes = dt == TJ_F64 ? c->lanes / 2 : c->lanes;
+    LLVMTypeRef vt = LLVMVectorType(et, (unsigned)lanes);
+    LLVMValueRef base[3], out = buf_ptr(c, id);
+    for (int k = 0; k < nd->nin; k++) base[k] = buf_ptr(c, tj_graph_resolve(g, nd->in[k]));
+
+    /* outer loops over rows; offsets of each input at the row start */
+    int64_t inner = e.dim[e.nd - 1];
+    LLVMValueRef off[3], oofs = cint(c, 0);
+    for (int k = 0; k < nd->nin; k++) off[k] = cint(c, 0);
+    loop outer[TJ_MAX_DIMS];
+    for (int d = 0; d < e.nd - 1; d++) {
+        outer[d] = loop_begin(c, cint(c, 0), cint(c, e.dim[d]), "row");
+        int64_t ostride = 1;
+        for (int q = d + 1; q < e.nd; q++) ostride *= e.dim[q];
+        oofs = LLVMBuildAdd(c->b, oofs, LLVMBuildMul(c->b, outer[d].iv, cint(c, ostride), ""), "");
+        for (int k = 0; k < nd->nin; k++)
+            off[k] = LLVMBuildAdd(c->b, off[k], LLVMBuildMul(c->b, outer[d].iv, cint(c, e.st[k][d]), ""), "");
+    }
+    LLVMValueRef rowp[3], outp = gep(c, et, out, oofs), scalar[3], splat[3];
+    for (int k = 0; k < nd->nin; k++) {
+        rowp[k] = gep(c, et, base[k], off[k]);
+        if (e.st[k][e.nd - 1] == 0) {            /* broadcast along the row: one value */
+            scalar[k] = load(c, et, rowp[k], esz);
+            LLVMValueRef undef = LLVMGetUndef(vt), zeros[64];
+            for (int l = 0; l < lanes; l++) zeros[l] = LLVMConstInt(c->i32, 0, 0);
+            splat[k] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, scalar[k], LLVMConstInt(c->i32, 0, 0), ""),
+                                              undef, LLVMConstVector(zeros, (unsigned)lanes), "");
+        }
+    }
+    int64_t vec_end = inner - inner % lanes;
+    if (vec_end > 0) {
+        loop v = loop_begin(c, cint(c, 0), cint(c, vec_end), "vec");
+        LLVMValueRef x[3];
+        for (int k = 0; k < nd->nin; k++)
+            x[k] = e.st[k][e.nd - 1] ? load(c, vt, gep(c, et, rowp[k], v.iv), esz) : splat[k];
+        store(c, ew_value(c, nd->op, is_int, x), gep(c, et, outp, v.iv), esz);
+        loop_end(c, &v, cint(c, lanes));
+    }
+    if (vec_end < inner) {
+        loop t = loop_begin(c, cint(c, vec_end), cint(c, inner), "tail");
+        LLVMValueRef x[3];
+        for (int k = 0; k < nd->nin; k++)
+            x[k] = e.st[k][e.nd - 1] ? load(c, et, gep(c, et, rowp[k], t.iv), esz) : scalar[k];
+        store(c, ew_value(c, nd->op, is_int, x), gep(c, et, outp, t.iv), esz);
+        loop_end(c, &t, cint(c, 1));
+    }
+    for (int d = e.nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
+}
+
+static void lower_call(lctx *c, int id) {
+    LLVMValueRef idx = cint(c, id);
+    LLVMValueRef rec = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
+    LLVMBuildCall2(c->b, c->call_ty, c->call_fn, &rec, 1, "");
+}
+
+int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, tj_lowered *out) {
+    memset(out, 0, sizeof *out);
+    LLVMOrcThreadSafeContextRef tsc;
+    LLVMModuleRef mod;
+    int rc = tj_engine_module(name, &tsc, &mod);
+    if (rc) return rc;
+    lctx c = {.g = g, .mod = mod, .ctx = LLVMGetModuleContext(mod), .lanes = lanes};
+    c.ptr = LLVMPointerType(LLVMInt8TypeInContext(c.ctx), 0);
+    c.i64 = LLVMInt64TypeInContext(c.ctx);
+    c.i32 = LLVMInt32TypeInContext(c.ctx);
+    c.f32 = LLVMFloatTypeInContext(c.ctx);
+    c.f64 = LLVMDoubleTypeInContext(c.ctx);
+    LLVMTypeRef params[2] = {c.ptr, c.ptr};
+    c.fn = LLVMAddFunction(mod, "step", LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), params, 2, 0));
+    c.call_ty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), &c.ptr, 1, 0);
+    c.call_fn = LLVMAddFunction(mod, "tj_jit_call", c.call_ty);
+    c.bufs = LLVMGetParam(c.fn, 0);
+    c.calls = LLVMGetParam(c.fn, 1);
+    c.b = LLVMCreateBuilderInContext(c.ctx);
+    LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0 || tj_lower_is_view(nd)) continue;
+        if (tj_lower_inline(g, nd)) lower_elementwise(&c, i);
+        else lower_call(&c, i);
+    }
+    LLVMBuildRetVoid(c.b);
+    LLVMDisposeBuilder(c.b);
+    const char *names[1] = {"step"};
+    void *addr[1];
+    /* tj_engine_add owns tsc and mod from here, also on failure */
+    rc = tj_engine_add(tsc, mod, 1, names, addr, &out->code, &out->times, NULL, NULL);
+    if (rc) return rc;
+    out->step = (tj_step_fn)(uintptr_t)addr[0];
+    return 0;
+}

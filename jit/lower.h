@@ -1,0 +1,24 @@
+/* lower.h: graph -> machine code (lower.c), through the engine (engine.h). */
+#ifndef TJ_LOWER_H
+#define TJ_LOWER_H
+
+#include "graph.h"
+#include "engine.h"
+
+/* bufs[i]: node i's data; calls[i]: node i's call record (function.c) when not inline. */
+typedef void (*tj_step_fn)(void **bufs, void **calls);
+
+typedef struct tj_lowered {
+    tj_jit_code *code;
+    tj_step_fn step;
+    tj_compile_times times;
+} tj_lowered;
+
+/* Compiles the live nodes of g into one function; 0 or an error (TJ_ERR_JIT, OOM). */
+int  tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, tj_lowered *out);
+/* The node is generated inline (an elementwise loop), not a call of its kernel. */
+bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);
+/* The node shares its input's buffer (reshape, stop_gradient): no code. */
+bool tj_lower_is_view(const tj_gnode *nd);
+
+#endif

@@ -1,0 +1,464 @@
+/* check_jit.c: compiled == eager, bit for bit. Every op of the table (tests/opspec.c)
+ * compiled, forward and gradient, over broadcasting and odd sizes; whole training steps
+ * over 100 steps (an MLP with Adam and MSE, an MLP with softmax cross-entropy and
+ * dropout, a GAN-shaped step with two tapes); retracing, state, constants, the eager
+ * fallback and check mode. */
+#include "opspec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void setup(void) { tj_scope_begin(); tj_clear_error(); }
+static void teardown(void) { tj_set_mode(TJ_MODE_JIT); tj_scope_end(); tj_clear_error(); }
+
+static bool same_bits(tj_tensor *a, tj_tensor *b) {
+    if (tj_tensor_dtype(a) != tj_tensor_dtype(b) || tj_tensor_numel(a) != tj_tensor_numel(b)) return false;
+    size_t es = tj_tensor_dtype(a) == TJ_F64 ? 8 : 4;
+    return memcmp(tj_tensor_data(a), tj_tensor_data(b), es * (size_t)tj_tensor_numel(a)) == 0;
+}
+
+/* ---- every op, forward and gradient ---------------------------------------------------- */
+
+typedef struct { const opspec *sp; int c; bool grad; } op_job;
+
+/* out[0] = op(in); with grad, also d sum(op(in) * w) / d in[k] for every float input k */
+static int op_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    const op_job *j = user;
+    (void)n_in;
+    tj_tape *tape = j->grad ? tj_tape_begin(0) : NULL;
+    for (int k = 0; tape && k < j->sp->nin; k++)
+        if (!j->sp->index_input[k]) tj_tape_watch(tape, in[k]);
+    out[0] = j->sp->apply(j->c, in);
+    if (tape) {
+        tj_tensor *w = in[j->sp->nin];
+        tj_tensor *loss = tj_sum(tj_mul(out[0], w), 0, NULL, false);
+        tj_tensor *src[SPEC_MAXIN];
+        int ns = 0;
+        for (int k = 0; k < j->sp->nin; k++)
+            if (!j->sp->index_input[k]) src[ns++] = in[k];
+        int rc = tj_tape_gradient(tape, loss, ns, src, out + 1);
+        tj_tape_free(tape);
+        if (rc) return rc;
+        (void)n_out;
+    }
+    return out[0] ? 0 : tj_error_code();
+}
+
+static void compare_op(const opspec *sp, int c, tj_dtype dt, bool grad) {
+    tj_scope_begin();
+    tj_tensor *in[SPEC_MAXIN + 1];
+    ref_t rin[SPEC_MAXIN];
+    spec_inputs(sp, c, dt, 500u + (unsigned)sp->op * 7u + (unsigned)c, in, rin);
+    for (int k = 0; k < sp->nin; k++) ref_free(&rin[k]);
+    op_job job = {sp, c, grad};
+    int n_in = sp->nin, n_out = 1;
+    if (grad) {
+        tj_set_mode(TJ_MODE_EAGER);
+        tj_tensor *probe = sp->apply(c, in);
+        if (!probe || tj_tensor_dtype(probe) == TJ_I32) { tj_scope_end(); tj_clear_error(); return; }
+        tj_seed(9);
+        in[n_in++] = tj_rand_normal(tj_tensor_shape(probe), 0, 1);
+        if (dt == TJ_F64) in[n_in - 1] = tj_cast(in[n_in - 1], TJ_F64);
+        if (tj_tensor_dtype(probe) != dt) in[n_in - 1] = tj_cast(in[n_in - 1], tj_tensor_dtype(probe));
+        for (int k = 0; k < sp->nin; k++) n_out += !sp->index_input[k];
+    }
+    tj_tensor *eager[SPEC_MAXIN + 1], *traced[SPEC_MAXIN + 1], *compiled[SPEC_MAXIN + 1];
+    tj_set_mode(TJ_MODE_EAGER);
+    tj_rng_set_state(77, 0);
+    ck_assert_msg(op_step(&job, n_in, in, n_out, eager) == 0, "%s: %s", tj_ops[sp->op]->name, tj_last_error());
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function *f = tj_function_new(tj_ops[sp->op]->name, op_step, &job);
+    tj_rng_set_state(77, 0);
+    ck_assert_int_eq(tj_function_call(f, n_in, in, n_out, traced), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "traced");
+    tj_rng_set_state(77, 0);
+    ck_assert_msg(tj_function_call(f, n_in, in, n_out, compiled) == 0, "%s: %s", tj_ops[sp->op]->name, tj_last_error());
+    ck_assert_msg(!strcmp(tj_function_last_path(f), "compiled"), "%s case %d %s: ran %s: %s", tj_ops[sp->op]->name, c,
+                  tj_dtype_name(dt), tj_function_last_path(f), tj_last_error());
+    for (int i = 0; i < n_out; i++) {
+        ck_assert(same_bits(eager[i], traced[i]));
+        ck_assert_msg(same_bits(eager[i], compiled[i]), "%s case %d %s%s output %d: compiled differs from eager",
+                      tj_ops[sp->op]->name, c, tj_dtype_name(dt), grad ? " (gradient)" : "", i);
+    }
+    tj_function_free(f);
+    tj_scope_end();
+    ck_assert_msg(tj_error_code() == 0, "%s", tj_last_error());
+}
+
+START_TEST(test_op_compiled_equals_eager) {
+    const opspec *sp = &tj_specs[_i];
+    for (int c = 0; c < sp->ncases; c++) {
+        compare_op(sp, c, TJ_F32, false);
+        if (sp->nin == 0) continue;
+        compare_op(sp, c, TJ_F64, false);
+        if (sp->int32_ok) compare_op(sp, c, TJ_I32, false);
+        if (sp->differentiable) {
+            compare_op(sp, c, TJ_F32, true);
+            compare_op(sp, c, TJ_F64, true);
+        }
+    }
+}
+END_TEST
+
+/* exp, log, tanh, sigmoid over many values and every length 1..40 (vector body + tail) */
+static int math_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_exp(in[0]);
+    out[1] = tj_log(in[0]);
+    out[2] = tj_tanh(in[0]);
+    out[3] = tj_sigmoid(in[0]);
+    return 0;
+}
+
+START_TEST(test_math_bits_all_lengths) {
+    tj_function *f = tj_function_new("math", math_step, NULL);
+    tj_function_set_retrace_limit(f, 1000);
+    for (int dt = 0; dt < 2; dt++) {
+        for (int64_t n = 1; n <= 40; n++) {
+            tj_seed((uint64_t)n);
+            tj_tensor *x = tj_mul(tj_rand_normal(TJ_SHAPE(n), 0, 1), tj_scalar(30.0));
+            if (dt) x = tj_cast(x, TJ_F64);
+            tj_tensor *e[4], *c[4];
+            tj_set_mode(TJ_MODE_EAGER);
+            math_step(NULL, 1, &x, 4, e);
+            tj_set_mode(TJ_MODE_JIT);
+            ck_assert_int_eq(tj_function_call(f, 1, &x, 4, c), 0);
+            ck_assert_int_eq(tj_function_call(f, 1, &x, 4, c), 0);
+            ck_assert_str_eq(tj_function_last_path(f), "compiled");
+            for (int k = 0; k < 4; k++) ck_assert_msg(same_bits(e[k], c[k]), "fn %d length %lld", k, (long long)n);
+        }
+    }
+    /* specials */
+    float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-40f, -1e-40f, 88.8f, -103.9f, 1e30f, -1e30f, 3.4e38f};
+    tj_tensor *x = tj_tensor_from(TJ_F32, TJ_SHAPE(12), sp), *e[4], *c[4];
+    tj_set_mode(TJ_MODE_EAGER);
+    math_step(NULL, 1, &x, 4, e);
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function_call(f, 1, &x, 4, c);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 4, c), 0);
+    for (int k = 0; k < 4; k++) ck_assert_msg(same_bits(e[k], c[k]), "specials, fn %d", k);
+    tj_function_free(f);
+}
+END_TEST
+
+/* ---- whole training steps, 100 steps, eager vs compiled ---------------------------------- */
+
+typedef struct {
+    tj_tensor *w1, *b1, *w2, *b2;                 /* variables */
+    tj_tensor *m[4], *v[4];                        /* Adam slots */
+    tj_tensor *t;                                  /* Adam step count */
+    int kind;                                      /* 0: MSE + Adam, 1: softmax CE + dropout */
+} mlp;
+
+static void mlp_init(mlp *m, int kind, int nin, int hidden, int nout) {
+    tj_seed(1234);
+    m->kind = kind;
+    tj_shape shapes[4] = {TJ_SHAPE(nin, hidden), TJ_SHAPE(hidden), TJ_SHAPE(hidden, nout), TJ_SHAPE(nout)};
+    tj_tensor **vars[4] = {&m->w1, &m->b1, &m->w2, &m->b2};
+    for (int i = 0; i < 4; i++) {
+        *vars[i] = tj_variable(i % 2 ? tj_zeros(TJ_F32, shapes[i]) : tj_rand_uniform(shapes[i], -0.3, 0.3), NULL);
+        m->m[i] = tj_variable(tj_zeros(TJ_F32, shapes[i]), NULL);
+        m->v[i] = tj_variable(tj_zeros(TJ_F32, shapes[i]), NULL);
+    }
+    m->t = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), NULL);
+}
+
+static void mlp_free(mlp *m) {
+    tj_tensor *all[13] = {m->w1, m->b1, m->w2, m->b2, m->m[0], m->m[1], m->m[2], m->m[3],
+                          m->v[0], m->v[1], m->v[2], m->v[3], m->t};
+    for (int i = 0; i < 13; i++) tj_variable_free(all[i]);
+}
+
+/* Adam (lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8), written with ops */
+static void adam(mlp *m, tj_tensor *const *params, tj_tensor *const *grads) {
+    tj_tensor *t = tj_add(m->t, tj_scalar(1));
+    tj_assign(m->t, t);
+    tj_tensor *c1 = tj_sub(tj_scalar(1), tj_pow(tj_scalar(0.9), t));
+    tj_tensor *c2 = tj_sub(tj_scalar(1), tj_pow(tj_scalar(0.999), t));
+    for (int i = 0; i < 4; i++) {
+        tj_tensor *mi = tj_add(tj_mul(m->m[i], tj_scalar(0.9)), tj_mul(grads[i], tj_scalar(0.1)));
+        tj_tensor *vi = tj_add(tj_mul(m->v[i], tj_scalar(0.999)), tj_mul(tj_mul(grads[i], grads[i]), tj_scalar(0.001)));
+        tj_assign(m->m[i], mi);
+        tj_assign(m->v[i], vi);
+        tj_tensor *step = tj_div(tj_div(mi, c1), tj_add(tj_sqrt(tj_div(vi, c2)), tj_scalar(1e-8)));
+        tj_assign(params[i], tj_sub(params[i], tj_mul(step, tj_scalar(1e-3))));
+    }
+}
+
+static int mlp_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    mlp *m = user;
+    (void)n_in; (void)n_out;
+    tj_tape *tape = tj_tape_begin(0);
+    tj_tensor *h = tj_relu(tj_add(tj_matmul(in[0], m->w1), m->b1));
+    if (m->kind == 1) h = tj_dropout(h, 0.3, true);
+    tj_tensor *y = tj_add(tj_matmul(h, m->w2), m->b2), *loss;
+    if (m->kind == 0) {
+        tj_tensor *d = tj_sub(y, in[1]);
+        loss = tj_mean(tj_mul(d, d), 0, NULL, false);
+    } else {   /* softmax cross-entropy on integer labels: -mean(gather of log_softmax) */
+        tj_tensor *lp = tj_log_softmax(y, 1);
+        int64_t b = tj_tensor_shape(in[0]).dim[0];
+        tj_tensor *classes = tj_tensor_from(TJ_I32, TJ_SHAPE(1, 4), (int32_t[]){0, 1, 2, 3});
+        tj_tensor *onehot = tj_cast(tj_equal(tj_reshape(in[1], TJ_SHAPE(b, 1)), classes), TJ_F32);
+        loss = tj_neg(tj_mean(tj_sum(tj_mul(onehot, lp), 1, (int[]){1}, false), 0, NULL, false));
+    }
+    tj_tensor *params[4] = {m->w1, m->b1, m->w2, m->b2}, *grads[4];
+    int rc = tj_tape_gradient(tape, loss, 4, params, grads);
+    tj_tape_free(tape);
+    if (rc) return rc;
+    adam(m, params, grads);
+    out[0] = loss;
+    return tj_error_code();
+}
+
+/* 100 steps in a mode; returns the final weights (kept in the caller's scope) */
+static void train(int kind, tj_mode mode, tj_tensor **final, double *last_loss) {
+    mlp m;
+    mlp_init(&m, kind, 5, 16, kind ? 4 : 3);
+    tj_seed(99);
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(8, 5), 0, 1), *y;
+    if (kind == 0) y = tj_rand_normal(TJ_SHAPE(8, 3), 0, 1);
+    else y = tj_tensor_from(TJ_I32, TJ_SHAPE(8), (int32_t[]){0, 1, 2, 3, 3, 2, 1, 0});
+    tj_set_mode(mode);
+    tj_function *f = tj_function_new("train_step", mlp_step, &m);
+    tj_seed(5);
+    for (int s = 0; s < 100; s++) {
+        tj_scope_begin();
+        tj_tensor *in[2] = {x, y}, *loss;
+        ck_assert_msg(tj_function_call(f, 2, in, 1, &loss) == 0, "step %d: %s", s, tj_last_error());
+        *last_loss = tj_item(loss);
+        tj_scope_end();
+    }
+    if (mode == TJ_MODE_JIT) ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    tj_function_free(f);
+    tj_tensor *vars[4] = {m.w1, m.b1, m.w2, m.b2};
+    for (int i = 0; i < 4; i++) final[i] = tj_mul(vars[i], tj_scalar(1));   /* a copy */
+    mlp_free(&m);
+}
+
+static void train_both(int kind) {
+    tj_tensor *we[4], *wj[4];
+    double le, lj;
+    train(kind, TJ_MODE_EAGER, we, &le);
+    train(kind, TJ_MODE_JIT, wj, &lj);
+    for (int i = 0; i < 4; i++) ck_assert_msg(same_bits(we[i], wj[i]), "kind %d: parameter %d differs after 100 steps", kind, i);
+    ck_assert(memcmp(&le, &lj, sizeof le) == 0);
+    ck_assert_msg(isfinite(le), "loss %g", le);
+}
+
+START_TEST(test_mlp_adam_mse_100_steps) { train_both(0); }
+END_TEST
+
+START_TEST(test_mlp_softmax_dropout_100_steps) { train_both(1); }
+END_TEST
+
+/* a GAN-shaped step: two tapes, two losses, two updates */
+typedef struct { tj_tensor *g, *d; } gan;
+
+static int gan_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    gan *m = user;
+    (void)n_in; (void)n_out;
+    tj_tape *gt = tj_tape_begin(0), *dt = tj_tape_begin(0);
+    tj_tensor *fake = tj_tanh(tj_matmul(in[0], m->g));
+    tj_tensor *real_logit = tj_matmul(in[1], m->d), *fake_logit = tj_matmul(fake, m->d);
+    tj_tensor *d_loss = tj_mean(tj_sub(tj_sigmoid(fake_logit), tj_sigmoid(real_logit)), 0, NULL, false);
+    tj_tensor *g_loss = tj_neg(tj_mean(tj_log(tj_sigmoid(fake_logit)), 0, NULL, false));
+    tj_tensor *gg, *gd;
+    if (tj_tape_gradient(gt, g_loss, 1, &m->g, &gg) || tj_tape_gradient(dt, d_loss, 1, &m->d, &gd)) return tj_error_code();
+    tj_tape_free(gt);
+    tj_tape_free(dt);
+    tj_assign(m->g, tj_sub(m->g, tj_mul(gg, tj_scalar(0.05))));
+    tj_assign(m->d, tj_sub(m->d, tj_mul(gd, tj_scalar(0.05))));
+    out[0] = g_loss;
+    out[1] = d_loss;
+    return 0;
+}
+
+static void gan_train(tj_mode mode, tj_tensor **final) {
+    tj_seed(42);
+    gan m = {tj_variable(tj_rand_normal(TJ_SHAPE(4, 6), 0, 0.5), "g"), tj_variable(tj_rand_normal(TJ_SHAPE(6, 1), 0, 0.5), "d")};
+    tj_tensor *z = tj_rand_normal(TJ_SHAPE(16, 4), 0, 1), *real = tj_rand_normal(TJ_SHAPE(16, 6), 1, 1);
+    tj_set_mode(mode);
+    tj_function *f = tj_function_new("gan_step", gan_step, &m);
+    for (int s = 0; s < 100; s++) {
+        tj_scope_begin();
+        tj_tensor *in[2] = {z, real}, *out[2];
+        ck_assert_msg(tj_function_call(f, 2, in, 2, out) == 0, "%s", tj_last_error());
+        tj_scope_end();
+    }
+    tj_function_free(f);
+    final[0] = tj_mul(m.g, tj_scalar(1));
+    final[1] = tj_mul(m.d, tj_scalar(1));
+    tj_variable_free(m.g);
+    tj_variable_free(m.d);
+}
+
+START_TEST(test_gan_two_tapes_100_steps) {
+    tj_tensor *e[2], *j[2];
+    gan_train(TJ_MODE_EAGER, e);
+    gan_train(TJ_MODE_JIT, j);
+    ck_assert(same_bits(e[0], j[0]));
+    ck_assert(same_bits(e[1], j[1]));
+}
+END_TEST
+
+/* ---- retracing, state, constants, fallback, check mode ------------------------------------------ */
+
+static int scale_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)n_in; (void)n_out;
+    tj_tensor *v = user;
+    tj_assign(v, tj_add(v, tj_sum(in[0], 0, NULL, false)));   /* state: v += sum(x) */
+    out[0] = tj_mul(in[0], v);
+    return 0;
+}
+
+START_TEST(test_state_updates_seen_by_next_call) {
+    tj_tensor *v = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), "v");
+    tj_function *f = tj_function_new("scale", scale_step, v);
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(3)), *y;
+    for (int i = 1; i <= 5; i++) {
+        ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);
+        ck_assert_double_eq(tj_item(v), 3.0 * i);
+        ck_assert_double_eq(tu_get(y, 2), 3.0 * i);
+    }
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_int_eq(tj_function_traces(f), 1);
+    tj_function_free(f);
+    tj_variable_free(v);
+}
+END_TEST
+
+START_TEST(test_retrace_and_limit) {
+    tj_tensor *v = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), "v");
+    tj_function *f = tj_function_new("scale", scale_step, v);
+    ck_assert_int_eq(tj_function_set_retrace_limit(f, 2), 0);
+    tj_tensor *y;
+    tj_tensor *a = tj_ones(TJ_F32, TJ_SHAPE(10, 3)), *b = tj_ones(TJ_F32, TJ_SHAPE(6, 3)), *c = tj_ones(TJ_F32, TJ_SHAPE(2));
+    ck_assert_int_eq(tj_function_call(f, 1, &a, 1, &y), 0);
+    ck_assert_int_eq(tj_function_call(f, 1, &b, 1, &y), 0);   /* retraces: input 0 shape (10, 3) -> (6, 3) */
+    ck_assert_int_eq(tj_function_traces(f), 2);
+    ck_assert_int_eq(tj_function_call(f, 1, &c, 1, &y), 0);   /* beyond the limit: eager */
+    ck_assert_str_eq(tj_function_last_path(f), "eager");
+    ck_assert_int_eq(tj_function_traces(f), 2);
+    ck_assert_int_eq(tj_function_call(f, 1, &a, 1, &y), 0);   /* a known signature: compiled */
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_double_eq(tj_item(v), 30 + 18 + 2 + 30);
+    ck_assert_int_eq(tj_function_set_retrace_limit(f, -1), TJ_ERR_ARG);
+    tj_clear_error();
+    tj_function_free(f);
+    tj_variable_free(v);
+}
+END_TEST
+
+/* a captured tensor is a constant: its value at trace time stays in the compiled step */
+static float host_value[2] = {1, 2};
+
+static int const_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_add(in[0], tj_tensor_from(TJ_F32, TJ_SHAPE(2), host_value));
+    return 0;
+}
+
+START_TEST(test_constants_are_frozen_and_check_mode_names_the_node) {
+    tj_function *f = tj_function_new("consts", const_step, NULL);
+    tj_tensor *x = tj_zeros(TJ_F32, TJ_SHAPE(2)), *y;
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);
+    host_value[0] = 10;
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);
+    ck_assert_double_eq(tu_get(y, 0), 1.0);     /* compiled: the trace-time constant */
+    tj_set_mode(TJ_MODE_CHECK);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), TJ_ERR_CHECK);
+    ck_assert_error(TJ_ERR_CHECK, "node");
+    ck_assert_double_eq(tu_get(y, 0), 10.0);    /* check mode keeps the eager result */
+    host_value[0] = 1;
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);   /* same again: no difference */
+    ck_assert_str_eq(tj_function_last_path(f), "checked");
+    tj_function_free(f);
+}
+END_TEST
+
+static int branchy_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_item(tj_sum(in[0], 0, NULL, false)) > 0 ? tj_exp(in[0]) : tj_neg(in[0]);
+    return 0;
+}
+
+START_TEST(test_check_mode_catches_frozen_control_flow) {
+    tj_function *f = tj_function_new("branchy", branchy_step, NULL);
+    tj_tensor *pos = tj_ones(TJ_F32, TJ_SHAPE(3)), *neg = tj_full(TJ_F32, TJ_SHAPE(3), -1), *y;
+    ck_assert_int_eq(tj_function_call(f, 1, &pos, 1, &y), 0);   /* traced (warns: item) */
+    tj_set_mode(TJ_MODE_CHECK);
+    ck_assert_int_eq(tj_function_call(f, 1, &pos, 1, &y), 0);
+    ck_assert_int_eq(tj_function_call(f, 1, &neg, 1, &y), TJ_ERR_CHECK);
+    ck_assert_error(TJ_ERR_CHECK, "traced differently");
+    tj_function_free(f);
+}
+END_TEST
+
+START_TEST(test_eager_mode_and_errors) {
+    tj_set_mode(TJ_MODE_EAGER);
+    ck_assert_int_eq(tj_get_mode(), TJ_MODE_EAGER);
+    tj_function *f = tj_function_new(NULL, const_step, NULL);
+    tj_tensor *x = tj_zeros(TJ_F32, TJ_SHAPE(2)), *y;
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "eager");
+    ck_assert_int_eq(tj_function_traces(f), 0);
+    ck_assert_int_eq(tj_function_call(NULL, 1, &x, 1, &y), TJ_ERR_ARG);
+    ck_assert_error(TJ_ERR_ARG, "f is NULL");
+    ck_assert_ptr_null(tj_function_new("x", NULL, NULL));
+    ck_assert_error(TJ_ERR_ARG, "fn is NULL");
+    tj_set_mode((tj_mode)7);
+    ck_assert_error(TJ_ERR_ARG, "not a mode");
+    tj_function_free(f);
+    tj_function_free(NULL);
+}
+END_TEST
+
+/* an error inside the step during tracing is the call's error; nothing is cached */
+static int failing_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_matmul(in[0], in[0]);
+    return out[0] ? 0 : tj_error_code();
+}
+
+START_TEST(test_error_while_tracing) {
+    tj_function *f = tj_function_new("bad", failing_step, NULL);
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(2, 3)), *y;
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), TJ_ERR_SHAPE);
+    ck_assert_error(TJ_ERR_SHAPE, "inner dimensions differ");
+    tj_tensor *sq = tj_ones(TJ_F32, TJ_SHAPE(2, 2));
+    ck_assert_int_eq(tj_function_call(f, 1, &sq, 1, &y), 0);
+    ck_assert_int_eq(tj_function_call(f, 1, &sq, 1, &y), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_double_eq(tu_get(y, 0), 2.0);
+    tj_function_free(f);
+}
+END_TEST
+
+Suite *jit_suite(void) {
+    Suite *s = suite_create("jit");
+    TCase *ops = tcase_create("ops");
+    tcase_add_checked_fixture(ops, setup, teardown);
+    tcase_set_timeout(ops, 300);
+    tcase_add_loop_test(ops, test_op_compiled_equals_eager, 0, tj_nspecs);
+    tcase_add_test(ops, test_math_bits_all_lengths);
+    suite_add_tcase(s, ops);
+    TCase *steps = tcase_create("steps");
+    tcase_add_checked_fixture(steps, setup, teardown);
+    tcase_set_timeout(steps, 300);
+    tcase_add_test(steps, test_mlp_adam_mse_100_steps);
+    tcase_add_test(steps, test_mlp_softmax_dropout_100_steps);
+    tcase_add_test(steps, test_gan_two_tapes_100_steps);
+    suite_add_tcase(s, steps);
+    TCase *fn = tcase_create("function");
+    tcase_add_checked_fixture(fn, setup, teardown);
+    tcase_add_test(fn, test_state_updates_seen_by_next_call);
+    tcase_add_test(fn, test_retrace_and_limit);
+    tcase_add_test(fn, test_constants_are_frozen_and_check_mode_names_the_node);
+    tcase_add_test(fn, test_check_mode_catches_frozen_control_flow);
+    tcase_add_test(fn, test_eager_mode_and_errors);
+    tcase_add_test(fn, test_error_while_tracing);
+    suite_add_tcase(s, fn);
+    return s;
+}
