@@ -21,7 +21,8 @@ int  tj_engine_init(void);
  * Lanes: floats in the widest vector to emit: 16 with avx512f, 8 with avx2, else 4, from
  * the CPU's features as LLVM sees them (valgrind hides AVX-512: 8 there). */
 int         tj_engine_vector_lanes(void);
-const char *tj_engine_cpu(void);                 /* "sapphirerapids" */
+const char *tj_engine_cpu(void);                 /* LLVM's name; "generic" for a model it
+                                                    does not know (features still exact) */
 const char *tj_engine_features(void);            /* "+avx512f,+avx2,...,-prefer-256-bit" */
 const char *tj_engine_triple(void);              /* "x86_64-pc-linux-gnu" */
 int         tj_engine_opt_level(void);           /* 0..3: env TJ_JIT_OPT, default 2 */
@@ -49,7 +50,8 @@ int  tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
                    const char *const *names, void **addrs, tj_jit_code **code,
                    tj_compile_times *times, char **ir_opt, char **asm_text);
 
-/* Removes the code (its resource tracker): its addresses become invalid. NULL ok. */
+/* Removes the code (its resource tracker): its addresses become invalid. NULL ok.
+ * Code still alive at exit is removed then; freeing its handle afterwards is fine. */
 void tj_engine_free(tj_jit_code *code);
 
 #endif

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #ifdef TJ_HAVE_JIT
 #include "lower.h"
+#include "core/blas.h"
 #endif
 
 #include <stdarg.h>
@@ -228,6 +229,9 @@ static int sig_bind(sig *s) {
 static int sig_compile(tj_function *f, sig *s) {
     int rc = tj_engine_init();
     if (!rc) rc = tj_engine_define("tj_jit_call", (void *)(uintptr_t)tj_jit_call);
+    /* matmul calls the BLAS routine eager uses, by its address: never by link order */
+    if (!rc && tj_blas_sgemm_symbol()) rc = tj_engine_define("cblas_sgemm", tj_blas_sgemm_symbol());
+    if (!rc && tj_blas_dgemm_symbol()) rc = tj_engine_define("cblas_dgemm", tj_blas_dgemm_symbol());
     if (!rc) rc = tj_graph_optimize(s->g);
     if (rc) return rc;
     if (!(s->live = tj_mem_alloc(sizeof(bool) * (size_t)s->g->n))) return TJ_ERR_OOM;
@@ -347,8 +351,9 @@ static int report_first_node(tj_function *f, sig *s, const tj_graph *eg) {
         const tensor *e = eg->values[i];
         int64_t k = first_diff(e->data, s->desc[tj_graph_resolve(g, i)].data, nd->numel, nd->dtype);
         if (k < 0) continue;
-        return tj_err(TJ_ERR_CHECK, "check: %s: node %d (%s) differs first: element %lld is %.9g eager, %.9g compiled",
-                      f->name, i, tj_ops[nd->op]->name, (long long)k, value_at(e->data, k, nd->dtype),
+        char origin[128];
+        return tj_err(TJ_ERR_CHECK, "check: %s: node %d, %s, differs first: element %lld is %.9g eager, %.9g compiled",
+                      f->name, i, tj_graph_origin(g, i, origin, sizeof origin), (long long)k, value_at(e->data, k, nd->dtype),
                       value_at(s->desc[tj_graph_resolve(g, i)].data, k, nd->dtype));
     }
     return tj_err(TJ_ERR_CHECK, "check: %s: results differ but no single node does", f->name);

@@ -1,6 +1,7 @@
 /* graph.c: building and walking the graph IR (graph.h). */
 #include "graph.h"
 
+#include <stdio.h>
 #include <string.h>
 
 tj_graph *tj_graph_new(void) { return tj_mem_calloc(sizeof(tj_graph)); }
@@ -33,7 +34,8 @@ int tj_graph_add(tj_graph *g, tj_nkind kind, tj_op op, int nin, const int *in, c
         g->cap = cap;
     }
     tj_gnode nd = {.kind = kind, .op = op, .nin = nin, .dtype = dt, .shape = *shape,
-                   .numel = tj_shape_numel(shape), .trace_id = g->n, .replaced_by = -1};
+                   .numel = tj_shape_numel(shape), .trace_id = g->n, .replaced_by = -1,
+                   .grad_of_op = TJ_OP_COUNT, .grad_of = -1};
     if (attr) nd.attr = *attr;
     if (nin > 0) {
         nd.in = tj_mem_alloc(sizeof(int) * (size_t)nin);
@@ -57,6 +59,15 @@ int tj_graph_write(tj_graph *g, tensor *var, int node) {
     tj_tensor_ref(var);
     g->writes[g->nwrites++] = (tj_state_write){var, node};
     return 0;
+}
+
+const char *tj_graph_origin(const tj_graph *g, int id, char *buf, size_t n) {
+    const tj_gnode *nd = &g->nodes[id];
+    const char *what = nd->kind == TJ_N_OP ? tj_ops[nd->op]->name : nd->kind == TJ_N_PARAM ? "input"
+                     : nd->kind == TJ_N_STATE ? "variable" : "constant";
+    if (nd->grad_of_op == TJ_OP_COUNT) snprintf(buf, n, "%s", what);
+    else snprintf(buf, n, "%s (gradient of %s, node %d)", what, tj_ops[nd->grad_of_op]->name, nd->grad_of);
+    return buf;
 }
 
 int tj_graph_resolve(const tj_graph *g, int id) {

@@ -23,6 +23,8 @@ typedef struct tj_gnode {
     tensor  *var;         /* TJ_N_STATE: the variable (the graph holds a reference) */
     void    *data;        /* TJ_N_CONST: its values (owned) */
     int      trace_id;    /* position in the original trace, for messages and dumps */
+    tj_op    grad_of_op;  /* the op whose gradient made this node (TJ_OP_COUNT: the user's op) */
+    int      grad_of;     /*   and that op's node (-1: the user's op) */
     int      replaced_by; /* passes: -1, or the node that stands in for this one */
 } tj_gnode;
 
@@ -48,6 +50,8 @@ int       tj_graph_add(tj_graph *g, tj_nkind kind, tj_op op, int nin, const int 
 int       tj_graph_write(tj_graph *g, tensor *var, int node);
 /* The node a (possibly replaced) node resolves to. */
 int       tj_graph_resolve(const tj_graph *g, int id);
+/* "mul", or "mul (gradient of tanh, node 5)": where node id came from. */
+const char *tj_graph_origin(const tj_graph *g, int id, char *buf, size_t n);
 /* Nodes reachable from outputs and writes; keep[i] set for live nodes. */
 void      tj_graph_live(const tj_graph *g, bool *keep);
 

@@ -6,6 +6,9 @@
  * tj_jit_call(calls[i]), so the results are the eager results, bit for bit. */
 #include "lower.h"
 #include "lower_math.h"
+#include "core/blas.h"
+
+#include <limits.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +28,7 @@ typedef struct lctx {
 bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd) {
     (void)g;
     if (nd->kind != TJ_N_OP) return false;
+    if (nd->op == TJ_OP_CAST) return true;
     tj_kind k = tj_ops[nd->op]->kind;
     if (k != TJ_KIND_UNARY && k != TJ_KIND_BINARY && k != TJ_KIND_TERNARY) return false;
     if (nd->op == TJ_OP_POW) return false;                       /* libm's pow: the kernel */
@@ -131,6 +135,30 @@ static LLVMValueRef ew_value(lctx *c, tj_op op, bool is_int, LLVMValueRef *x) {
     return NULL;
 }
 
+/* cast (runtime/ops/cast.c): fpext, fptrunc, sitofp; to int32 as tj_f2i on the value
+ * widened to double: NaN -> 0, >= 2147483647 -> INT32_MAX, <= -2147483648 -> INT32_MIN. */
+static LLVMValueRef cast_value(lctx *c, LLVMValueRef x, tj_dtype from, tj_dtype to, LLVMTypeRef rt) {
+    LLVMBuilderRef b = c->b;
+    bool vec = LLVMGetTypeKind(rt) == LLVMVectorTypeKind;
+    unsigned n = vec ? LLVMGetVectorSize(rt) : 1;
+    LLVMTypeRef dty = vec ? LLVMVectorType(c->f64, n) : c->f64;
+    if (to == TJ_I32) {
+        LLVMValueRef d = from == TJ_F32 ? LLVMBuildFPExt(b, x, dty, "") : x;
+        LLVMValueRef r = LLVMBuildFPToSI(b, d, rt, "");
+        r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLE, d, splat_const(dty, -2147483648.0), ""), splat_const(rt, INT32_MIN), r, "");
+        r = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGE, d, splat_const(dty, 2147483647.0), ""), splat_const(rt, INT32_MAX), r, "");
+        return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, d, d, ""), splat_const(rt, 0), r, "");
+    }
+    if (from == TJ_I32) return LLVMBuildSIToFP(b, x, rt, "");
+    return from == TJ_F32 ? LLVMBuildFPExt(b, x, rt, "") : LLVMBuildFPTrunc(b, x, rt, "");
+}
+
+/* The value of node nd from its input values x (rt: the result's type). */
+static LLVMValueRef node_value(lctx *c, const tj_gnode *nd, tj_dtype in_dt, bool is_int, LLVMValueRef *x, LLVMTypeRef rt) {
+    if (nd->op == TJ_OP_CAST) return cast_value(c, x[0], in_dt, nd->dtype, rt);
+    return ew_value(c, nd->op, is_int, x);
+}
+
 /* Folded loop nest of an elementwise node: dims with each input's stride (0 or the
  * row-major stride), size-1 dims dropped, contiguous dims merged, as dispatch.c does. */
 typedef struct ew_shape {
@@ -222,13 +250,24 @@ static void lower_elementwise(lctx *c, int id) {
     ew_shape e;
     fold_dims(g, nd, &e);
     tj_dtype dt = nd->dtype;
-    bool is_int = dt == TJ_I32;
-    LLVMTypeRef et = elem_type(c, dt);
-    unsigned esz = (unsigned)tj_dtype_size(dt);
-    int lanes = dt == TJ_F64 ? c->lanes / 2 : c->lanes;
-    LLVMTypeRef vt = LLVMVectorType(et, (unsigned)lanes);
+    bool is_int = dt == TJ_I32, wide = dt == TJ_F64;
+    LLVMTypeRef et = elem_type(c, dt), ket[3], kvt[3];
+    unsigned esz = (unsigned)tj_dtype_size(dt), kesz[3];
     LLVMValueRef base[3], out = buf_ptr(c, id);
-    for (int k = 0; k < nd->nin; k++) base[k] = buf_ptr(c, tj_graph_resolve(g, nd->in[k]));
+    tj_dtype kdt[3];
+    for (int k = 0; k < nd->nin; k++) {
+        const tj_gnode *x = &g->nodes[tj_graph_resolve(g, nd->in[k])];
+        base[k] = buf_ptr(c, tj_graph_resolve(g, nd->in[k]));
+        kdt[k] = x->dtype;
+        wide = wide || x->dtype == TJ_F64;
+    }
+    int lanes = wide ? c->lanes / 2 : c->lanes;
+    LLVMTypeRef vt = LLVMVectorType(et, (unsigned)lanes);
+    for (int k = 0; k < nd->nin; k++) {
+        ket[k] = elem_type(c, kdt[k]);
+        kvt[k] = LLVMVectorType(ket[k], (unsigned)lanes);
+        kesz[k] = (unsigned)tj_dtype_size(kdt[k]);
+    }
 
     /* outer loops over rows; offsets of each input at the row start */
     int64_t inner = e.dim[e.nd - 1];
@@ -245,10 +284,10 @@ static void lower_elementwise(lctx *c, int id) {
     }
     LLVMValueRef rowp[3], outp = gep(c, et, out, oofs), scalar[3], splat[3];
     for (int k = 0; k < nd->nin; k++) {
-        rowp[k] = gep(c, et, base[k], off[k]);
+        rowp[k] = gep(c, ket[k], base[k], off[k]);
         if (e.st[k][e.nd - 1] == 0) {            /* broadcast along the row: one value */
-            scalar[k] = load(c, et, rowp[k], esz);
-            LLVMValueRef undef = LLVMGetUndef(vt), zeros[64];
+            scalar[k] = load(c, ket[k], rowp[k], kesz[k]);
+            LLVMValueRef undef = LLVMGetUndef(kvt[k]), zeros[64];
             for (int l = 0; l < lanes; l++) zeros[l] = LLVMConstInt(c->i32, 0, 0);
             splat[k] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, scalar[k], LLVMConstInt(c->i32, 0, 0), ""),
                                               undef, LLVMConstVector(zeros, (unsigned)lanes), "");
@@ -259,19 +298,61 @@ static void lower_elementwise(lctx *c, int id) {
         loop v = loop_begin(c, cint(c, 0), cint(c, vec_end), "vec");
         LLVMValueRef x[3];
         for (int k = 0; k < nd->nin; k++)
-            x[k] = e.st[k][e.nd - 1] ? load(c, vt, gep(c, et, rowp[k], v.iv), esz) : splat[k];
-        store(c, ew_value(c, nd->op, is_int, x), gep(c, et, outp, v.iv), esz);
+            x[k] = e.st[k][e.nd - 1] ? load(c, kvt[k], gep(c, ket[k], rowp[k], v.iv), kesz[k]) : splat[k];
+        store(c, node_value(c, nd, kdt[0], is_int, x, vt), gep(c, et, outp, v.iv), esz);
         loop_end(c, &v, cint(c, lanes));
     }
     if (vec_end < inner) {
         loop t = loop_begin(c, cint(c, vec_end), cint(c, inner), "tail");
         LLVMValueRef x[3];
         for (int k = 0; k < nd->nin; k++)
-            x[k] = e.st[k][e.nd - 1] ? load(c, et, gep(c, et, rowp[k], t.iv), esz) : scalar[k];
-        store(c, ew_value(c, nd->op, is_int, x), gep(c, et, outp, t.iv), esz);
+            x[k] = e.st[k][e.nd - 1] ? load(c, ket[k], gep(c, ket[k], rowp[k], t.iv), kesz[k]) : scalar[k];
+        store(c, node_value(c, nd, kdt[0], is_int, x, et), gep(c, et, outp, t.iv), esz);
         loop_end(c, &t, cint(c, 1));
     }
     for (int d = e.nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
+}
+
+/* f32/f64 matmul whose batch dims match (or are absent): one cblas_?gemm call per batch
+ * with exactly the arguments tj_blas_sgemm/dgemm pass, on the symbol eager uses (defined
+ * explicitly in the JIT by function.c). Other shapes call the kernel. */
+static bool matmul_direct(const tj_graph *g, const tj_gnode *nd) {
+    if (nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
+    if (!(nd->dtype == TJ_F32 ? tj_blas_sgemm_symbol() : tj_blas_dgemm_symbol())) return false;
+    const tj_shape *a = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape, *b = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;
+    int r = nd->shape.ndim;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = a->dim[a->ndim - 1];
+    if (m <= 0 || n <= 0 || k <= 0 || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
+    if (a->ndim != r || b->ndim != r) return false;
+    for (int d = 0; d < r - 2; d++)
+        if (a->dim[d] != nd->shape.dim[d] || b->dim[d] != nd->shape.dim[d]) return false;
+    return nd->numel / (m * n) <= 64;
+}
+
+static void lower_matmul(lctx *c, int id) {
+    const tj_gnode *nd = &c->g->nodes[id];
+    const tj_shape *as = &c->g->nodes[tj_graph_resolve(c->g, nd->in[0])].shape;
+    int r = nd->shape.ndim;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = as->dim[as->ndim - 1];
+    int64_t nbatch = nd->numel / (m * n);
+    bool f32 = nd->dtype == TJ_F32;
+    LLVMTypeRef et = f32 ? c->f32 : c->f64;
+    LLVMTypeRef args[14] = {c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, et, c->ptr, c->i32, c->ptr, c->i32, et, c->ptr, c->i32};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 14, 0);
+    const char *name = f32 ? "cblas_sgemm" : "cblas_dgemm";
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+    if (!fn) fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMValueRef A = buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])), B = buf_ptr(c, tj_graph_resolve(c->g, nd->in[1]));
+    LLVMValueRef C = buf_ptr(c, id);
+    LLVMValueRef i32m = LLVMConstInt(c->i32, (unsigned long long)m, 0), i32n = LLVMConstInt(c->i32, (unsigned long long)n, 0);
+    LLVMValueRef i32k = LLVMConstInt(c->i32, (unsigned long long)k, 0);
+    for (int64_t bi = 0; bi < nbatch; bi++) {   /* CblasRowMajor 101, CblasNoTrans 111 */
+        LLVMValueRef av[14] = {LLVMConstInt(c->i32, 101, 0), LLVMConstInt(c->i32, 111, 0), LLVMConstInt(c->i32, 111, 0),
+                               i32m, i32n, i32k, LLVMConstReal(et, 1.0), gep(c, et, A, cint(c, bi * m * k)), i32k,
+                               gep(c, et, B, cint(c, bi * k * n)), i32n, LLVMConstReal(et, 0.0),
+                               gep(c, et, C, cint(c, bi * m * n)), i32n};
+        LLVMBuildCall2(c->b, fty, fn, av, 14, "");
+    }
 }
 
 static void lower_call(lctx *c, int id) {
@@ -304,6 +385,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, t
         const tj_gnode *nd = &g->nodes[i];
         if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0 || tj_lower_is_view(nd)) continue;
         if (tj_lower_inline(g, nd)) lower_elementwise(&c, i);
+        else if (matmul_direct(g, nd)) lower_matmul(&c, i);
         else lower_call(&c, i);
     }
     LLVMBuildRetVoid(c.b);

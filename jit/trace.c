@@ -94,6 +94,11 @@ static int op_hook(void *ctx, int op, int nin, tensor *const *in, tensor *out, c
     int id = tj_graph_add(tr->g, TJ_N_OP, (tj_op)op, nin, ids, attr, out->dtype, &out->shape);
     if (ids != ids_small) tj_mem_free(ids, sizeof(int) * (size_t)nin);
     if (id < 0 || map_put(tr, out->id, id)) goto oom_freed;
+    tj_thread *th = tj_thread_state();
+    if (th->grad_op) {
+        tr->g->nodes[id].grad_of_op = (tj_op)(th->grad_op - 1);
+        tr->g->nodes[id].grad_of = map_get(tr, th->grad_of);
+    }
     if (tr->keep) {
         tj_graph *g = tr->g;
         if (id >= g->capvalues) {

@@ -142,6 +142,37 @@ START_TEST(test_math_bits_all_lengths) {
 }
 END_TEST
 
+static int cast_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_cast(in[0], TJ_I32);
+    out[1] = tj_cast(in[0], tj_tensor_dtype(in[0]) == TJ_F32 ? TJ_F64 : TJ_F32);
+    out[2] = tj_cast(out[0], TJ_F32);
+    return 0;
+}
+
+/* casts at the edges: NaN -> 0, saturation, truncation toward zero, f64 -> f32 rounding */
+START_TEST(test_cast_specials_compiled) {
+    double v[] = {NAN, INFINITY, -INFINITY, 3e9, -3e9, 2147483647.0, -2147483648.0, 2147483646.5, -2.5, 2.5, -0.0,
+                  1e-45, 16777217.0, 1.0000001, -7.9999999, 1e300, 33.7, -1e-320, 5.5, 6.5, -6.5};
+    int n = (int)(sizeof v / sizeof v[0]);
+    float fv[32];
+    for (int i = 0; i < n; i++) fv[i] = (float)v[i];
+    tj_tensor *xs[2] = {tj_tensor_from(TJ_F64, TJ_SHAPE(n), v), tj_tensor_from(TJ_F32, TJ_SHAPE(n), fv)};
+    tj_function *f = tj_function_new("casts", cast_step, NULL);
+    for (int k = 0; k < 2; k++) {
+        tj_tensor *e[3], *c[3];
+        tj_set_mode(TJ_MODE_EAGER);
+        cast_step(NULL, 1, &xs[k], 3, e);
+        tj_set_mode(TJ_MODE_JIT);
+        ck_assert_int_eq(tj_function_call(f, 1, &xs[k], 3, c), 0);
+        ck_assert_int_eq(tj_function_call(f, 1, &xs[k], 3, c), 0);
+        ck_assert_str_eq(tj_function_last_path(f), "compiled");
+        for (int i = 0; i < 3; i++) ck_assert_msg(same_bits(e[i], c[i]), "input %d output %d", k, i);
+    }
+    tj_function_free(f);
+}
+END_TEST
+
 /* ---- whole training steps, 100 steps, eager vs compiled ---------------------------------- */
 
 typedef struct {
@@ -443,6 +474,7 @@ Suite *jit_suite(void) {
     tcase_set_timeout(ops, 300);
     tcase_add_loop_test(ops, test_op_compiled_equals_eager, 0, tj_nspecs);
     tcase_add_test(ops, test_math_bits_all_lengths);
+    tcase_add_test(ops, test_cast_specials_compiled);
     suite_add_tcase(s, ops);
     TCase *steps = tcase_create("steps");
     tcase_add_checked_fixture(steps, setup, teardown);

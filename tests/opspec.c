@@ -373,7 +373,7 @@ const opspec tj_specs[] = {
     ELT1(SIGMOID, sigmoid, -6, 6, false, true),
     ELT1(RELU, relu, -3, 3, true, true),
     {.op = TJ_OP_CAST, .nin = 1, .ncases = 3, .shapes = {{S(3, 4)}, {S(17)}, {S()}}, .lo = {-3}, .hi = {3},
-     .apply = ap_cast, .ref = rf_cast, .differentiable = true},
+     .int32_ok = true, .apply = ap_cast, .ref = rf_cast, .differentiable = true},
     {.op = TJ_OP_MATMUL, .nin = 2, .ncases = 5,
      .shapes = {{S(3, 4), S(4, 5)}, {S(1, 1), S(1, 1)}, {S(7, 17), S(17, 3)}, {S(2, 3, 4), S(4, 5)},
                 {S(2, 1, 3, 4), S(3, 4, 2)}},

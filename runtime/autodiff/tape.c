@@ -195,6 +195,7 @@ static int accumulate(tensor *t, tensor *g, uint64_t epoch) {
 
 static int backward(tj_tape *tape, tensor *target, uint64_t epoch) {
     uint32_t bit = 1u << tape->slot;
+    tj_thread *th = tj_thread_state();
     tensor *seed = tj_t_full(target->dtype, &target->shape, 1.0);   /* sums a non-scalar target */
     if (!seed) return -1;
     target->bw_epoch = epoch;
@@ -204,6 +205,8 @@ static int backward(tj_tape *tape, tensor *target, uint64_t epoch) {
         if (n->out->bw_epoch != epoch) continue;
         tensor *gin[n->nin > 0 ? n->nin : 1];
         memset(gin, 0, sizeof(tensor *) * (size_t)n->nin);
+        th->grad_op = (int)n->op + 1;           /* where the next ops come from (traces) */
+        th->grad_of = n->out->id;
         if (tj_ops[n->op]->grad(n, n->out->bw_grad, gin)) return -1;
         for (int k = 0; k < n->nin; k++) {
             tensor *in = n->in[k]->var_of ? n->in[k]->var_of : n->in[k];  /* a read -> its variable */
@@ -243,6 +246,7 @@ int tj_tape_gradient(tj_tape *tape, tj_tensor *target_h, int n, tj_tensor *const
     int rc = 0;
     if (tj_is_variable(target) || (target->tape_mask & bit)) rc = backward(tape, target, epoch);
     else target->bw_epoch = 0;
+    th->grad_op = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         tensor *g = src[i]->bw_epoch == epoch ? src[i]->bw_grad
                   : tj_t_full(src[i]->dtype, &src[i]->shape, src[i] == target ? 1.0 : 0.0);

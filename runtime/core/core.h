@@ -128,6 +128,8 @@ typedef struct tj_thread {
     uint64_t bw_epoch;
     uint64_t rng_seed, rng_offset;
     const tj_trace_hooks *trace;   /* non-NULL while a tj_function traces on this thread */
+    int      grad_op;              /* backward: 1 + the op whose gradient runs now, 0 if none */
+    uint64_t grad_of;              /*           and the id of that op's forward output */
     void    *tracer;
 } tj_thread;
 
