@@ -200,8 +200,19 @@ void         tj_function_free(tj_function *f);
 /* Signatures traced beyond limit (default 8) run eagerly, with a one-time warning. */
 int          tj_function_set_retrace_limit(tj_function *f, int limit);
 int          tj_function_traces(const tj_function *f);      /* signatures traced so far */
-/* What the last call did: "traced", "compiled", "eager" (mode eager, fallback or limit). */
+/* What the last call did: "traced", "compiled", "checked", or "eager" (mode eager, the
+ * eager fallback, or past the retrace limit). */
 const char  *tj_function_last_path(const tj_function *f);
+/* Compile time of the most recent signature, per stage, in ms, and its size. */
+typedef struct tj_compile_stats {
+    double trace_ms;        /* the traced eager call */
+    double graph_ms;        /* graph passes and liveness */
+    double ir_ms;           /* building LLVM IR */
+    double llvm_opt_ms;     /* LLVM verification and optimisation */
+    double codegen_ms;      /* machine code and linking */
+    int    nodes, live_nodes, kernels;   /* trace nodes, after the passes, generated loops + calls */
+} tj_compile_stats;
+int          tj_function_compile_stats(const tj_function *f, tj_compile_stats *out);
 
 /* ---- threads and BLAS ------------------------------------------------------------------- */
 

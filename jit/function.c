@@ -96,6 +96,7 @@ typedef struct sig {
     char *arena;
     size_t arena_bytes;
     int failed;
+    tj_compile_stats stats;
 } sig;
 
 struct tj_function {
@@ -134,6 +135,13 @@ int tj_function_set_retrace_limit(tj_function *f, int limit) {
 
 int tj_function_traces(const tj_function *f) { return f ? f->traces : 0; }
 const char *tj_function_last_path(const tj_function *f) { return f ? f->last_path : ""; }
+
+int tj_function_compile_stats(const tj_function *f, tj_compile_stats *out) {
+    if (!f || !out) return tj_err(TJ_ERR_ARG, "function_compile_stats: f or out is NULL");
+    if (!f->sigs) return tj_err(TJ_ERR_STATE, "function_compile_stats: %s has not been traced", f->name);
+    *out = f->sigs->stats;
+    return 0;
+}
 
 static void sig_free(sig *s) {
     if (!s) return;
@@ -232,12 +240,20 @@ static int sig_compile(tj_function *f, sig *s) {
     /* matmul calls the BLAS routine eager uses, by its address: never by link order */
     if (!rc && tj_blas_sgemm_symbol()) rc = tj_engine_define("cblas_sgemm", tj_blas_sgemm_symbol());
     if (!rc && tj_blas_dgemm_symbol()) rc = tj_engine_define("cblas_dgemm", tj_blas_dgemm_symbol());
+    double t0 = tj_now_ms();
     if (!rc) rc = tj_graph_optimize(s->g);
     if (rc) return rc;
     if (!(s->live = tj_mem_alloc(sizeof(bool) * (size_t)s->g->n))) return TJ_ERR_OOM;
     tj_graph_live(s->g, s->live);
+    for (int i = 0; i < s->g->n; i++) s->stats.live_nodes += s->live[i] && s->g->nodes[i].replaced_by < 0;
+    s->stats.graph_ms = tj_now_ms() - t0;
     if ((rc = sig_bind(s))) return rc;
-    return tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), &s->low);
+    if ((rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), &s->low))) return rc;
+    s->stats.ir_ms = s->low.ir_ms;
+    s->stats.llvm_opt_ms = s->low.times.passes_ms;
+    s->stats.codegen_ms = s->low.times.codegen_ms;
+    s->stats.kernels = s->low.kernels;
+    return 0;
 }
 
 /* Points every node's header and bufs[] at this call's data. */
@@ -416,6 +432,7 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
         describe_change(f->sigs, n_in, in, n_out, why, sizeof why);
         warn("%s: retracing: %s", f->name, why);
     }
+    double t0 = tj_now_ms();
     tj_tracer *tr = tj_trace_begin(f->name, n_in, in, false, &f->warned_read);
     if (!tr) return TJ_ERR_OOM;
     int rc = f->fn(f->user, n_in, in_h, n_out, out);
@@ -432,6 +449,8 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     s->n_in = n_in;
     s->n_out = n_out;
     s->g = g;
+    s->stats.trace_ms = tj_now_ms() - t0;
+    s->stats.nodes = g->n;
     for (int i = 0; i < n_in; i++) { s->dt[i] = in[i]->dtype; s->shape[i] = in[i]->shape; }
     s->next = f->sigs;
     f->sigs = s;

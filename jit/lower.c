@@ -365,6 +365,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, t
     memset(out, 0, sizeof *out);
     LLVMOrcThreadSafeContextRef tsc;
     LLVMModuleRef mod;
+    double t0 = tj_now_ms();
     int rc = tj_engine_module(name, &tsc, &mod);
     if (rc) return rc;
     lctx c = {.g = g, .mod = mod, .ctx = LLVMGetModuleContext(mod), .lanes = lanes};
@@ -387,9 +388,11 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, t
         if (tj_lower_inline(g, nd)) lower_elementwise(&c, i);
         else if (matmul_direct(g, nd)) lower_matmul(&c, i);
         else lower_call(&c, i);
+        out->kernels++;
     }
     LLVMBuildRetVoid(c.b);
     LLVMDisposeBuilder(c.b);
+    out->ir_ms = tj_now_ms() - t0;
     const char *names[1] = {"step"};
     void *addr[1];
     /* tj_engine_add owns tsc and mod from here, also on failure */

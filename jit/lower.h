@@ -12,6 +12,8 @@ typedef struct tj_lowered {
     tj_jit_code *code;
     tj_step_fn step;
     tj_compile_times times;
+    double ir_ms;         /* building the IR */
+    int kernels;          /* loops and calls emitted */
 } tj_lowered;
 
 /* Compiles the live nodes of g into one function; 0 or an error (TJ_ERR_JIT, OOM). */

@@ -1,12 +1,20 @@
 /* tj-bench: tapejit's benchmarks (../shared/BENCHMARKS.md), one JSON object a line in the
- * peer scripts' format. Workloads so far: w4 (per-op overhead of eager ops and the tape).
- * Usage: tj-bench [--threads N] [--steps N] [WORKLOAD...]; uses the public header only. */
+ * peer scripts' format. Workloads: w1 (the Keras guide's iris step), w2 (MLP 784-512-512-10),
+ * w3 (an elementwise chain, forward + backward), w4 (per-op overhead), w5 (first-step
+ * latency of w1/w2 in a fresh process). Each runs in eager or compiled mode.
+ * Usage: tj-bench [--mode eager|jit] [--threads N] [--steps N] [--compare] [WORKLOAD...]
+ * Uses the public header only; models are written with plain ops. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <tapejit.h>
+
+extern char **environ;
 
 static double now_ns(void) {
     struct timespec ts;
@@ -24,16 +32,238 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static void emit(const char *workload, const char *mode, int threads, const char *metric, double value,
-                 const char *unit) {
+static int threads = 1, steps_override = 0;
+
+static void emit(const char *workload, const char *mode, const char *metric, double value, const char *unit) {
     printf("{\"workload\": \"%s\", \"system\": \"tapejit\", \"mode\": \"%s\", \"threads\": %d, "
            "\"metric\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
            workload, mode, threads, metric, value, unit);
+    fflush(stdout);
 }
 
-/* W4: x = ones(1) watched; `ops` times y = y + x; then dy/dx. ns per op for recording,
- * backward, and the same adds with no tape. */
-static int w4(int threads, int ops) {
+static int fail(const char *what) {
+    fprintf(stderr, "tj-bench: %s: %s\n", what, tj_last_error());
+    return 1;
+}
+
+/* ---- a small MLP with Adam, written with ops ---------------------------------------------- */
+
+enum { MAXL = 4 };
+typedef struct {
+    int nl;                          /* layers */
+    bool relu[MAXL];
+    double dropout0;                 /* dropout after layer 0 (training), 0: none */
+    bool softmax_ce;                 /* loss: softmax cross-entropy on int labels, else MSE */
+    int nclass;
+    tj_tensor *w[MAXL], *b[MAXL];   /* variables */
+    tj_tensor *m[2 * MAXL], *v[2 * MAXL], *t;
+    tj_tensor *classes;              /* (1, nclass) int32 0..nclass-1 */
+} mlp;
+
+static void mlp_init(mlp *net, int nl, const int *sizes) {
+    net->nl = nl;
+    for (int l = 0; l < nl; l++) {
+        double lim = sqrt(6.0 / (sizes[l] + sizes[l + 1]));      /* glorot uniform */
+        net->w[l] = tj_variable(tj_rand_uniform(TJ_SHAPE(sizes[l], sizes[l + 1]), -lim, lim), "kernel");
+        net->b[l] = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE(sizes[l + 1])), "bias");
+        for (int k = 0; k < 2; k++) {
+            tj_tensor *p = k ? net->b[l] : net->w[l];
+            net->m[2 * l + k] = tj_variable(tj_zeros(TJ_F32, tj_tensor_shape(p)), "m");
+            net->v[2 * l + k] = tj_variable(tj_zeros(TJ_F32, tj_tensor_shape(p)), "v");
+        }
+    }
+    net->t = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), "step");
+    if (net->nclass) {
+        int32_t c[64];
+        for (int i = 0; i < net->nclass; i++) c[i] = i;
+        tj_tensor *cl = tj_tensor_from(TJ_I32, TJ_SHAPE(1, net->nclass), c);
+        net->classes = tj_variable(cl, "classes");
+    }
+}
+
+static void mlp_free(mlp *net) {
+    for (int l = 0; l < net->nl; l++) {
+        tj_variable_free(net->w[l]);
+        tj_variable_free(net->b[l]);
+        for (int k = 0; k < 2; k++) { tj_variable_free(net->m[2 * l + k]); tj_variable_free(net->v[2 * l + k]); }
+    }
+    tj_variable_free(net->t);
+    if (net->classes) tj_variable_free(net->classes);
+}
+
+/* forward, loss, tape gradient, Adam (lr 1e-3, 0.9, 0.999, 1e-8): the whole training step */
+static int mlp_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    mlp *net = user;
+    (void)n_in; (void)n_out;
+    tj_tape *tape = tj_tape_begin(0);
+    tj_tensor *h = in[0];
+    for (int l = 0; l < net->nl; l++) {
+        h = tj_add(tj_matmul(h, net->w[l]), net->b[l]);
+        if (net->relu[l]) h = tj_relu(h);
+        if (l == 0 && net->dropout0 > 0) h = tj_dropout(h, net->dropout0, true);
+    }
+    tj_tensor *loss;
+    if (net->softmax_ce) {
+        int64_t batch = tj_tensor_shape(in[0]).dim[0];
+        tj_tensor *onehot = tj_cast(tj_equal(tj_reshape(in[1], TJ_SHAPE(batch, 1)), net->classes), TJ_F32);
+        int ax = 1;
+        loss = tj_neg(tj_mean(tj_sum(tj_mul(onehot, tj_log_softmax(h, 1)), 1, &ax, false), 0, NULL, false));
+    } else {
+        tj_tensor *d = tj_sub(h, in[1]);
+        loss = tj_mean(tj_mul(d, d), 0, NULL, false);
+    }
+    tj_tensor *params[2 * MAXL], *grads[2 * MAXL];
+    for (int l = 0; l < net->nl; l++) { params[2 * l] = net->w[l]; params[2 * l + 1] = net->b[l]; }
+    int rc = tj_tape_gradient(tape, loss, 2 * net->nl, params, grads);
+    tj_tape_free(tape);
+    if (rc) return rc;
+    tj_tensor *t = tj_add(net->t, tj_scalar(1));
+    tj_assign(net->t, t);
+    tj_tensor *c1 = tj_sub(tj_scalar(1), tj_pow(tj_scalar(0.9), t));
+    tj_tensor *c2 = tj_sub(tj_scalar(1), tj_pow(tj_scalar(0.999), t));
+    for (int i = 0; i < 2 * net->nl; i++) {
+        tj_tensor *m = tj_add(tj_mul(net->m[i], tj_scalar(0.9)), tj_mul(grads[i], tj_scalar(0.1)));
+        tj_tensor *v = tj_add(tj_mul(net->v[i], tj_scalar(0.999)), tj_mul(tj_mul(grads[i], grads[i]), tj_scalar(0.001)));
+        tj_assign(net->m[i], m);
+        tj_assign(net->v[i], v);
+        tj_tensor *upd = tj_div(tj_div(m, c1), tj_add(tj_sqrt(tj_div(v, c2)), tj_scalar(1e-8)));
+        tj_assign(params[i], tj_sub(params[i], tj_mul(upd, tj_scalar(1e-3))));
+    }
+    out[0] = loss;
+    return tj_error_code();
+}
+
+/* ---- data ------------------------------------------------------------------------------------ */
+
+#ifndef TJ_DATA_DIR
+#define TJ_DATA_DIR "examples/data"
+#endif
+
+/* iris rows 1..120: x = Petal.Length, Sepal.Length, Petal.Width; y = Sepal.Width */
+static int load_iris(float *x, float *y) {
+    const char *paths[] = {getenv("TJ_IRIS_CSV"), TJ_DATA_DIR "/iris.csv", "examples/data/iris.csv"};
+    for (int p = 0; p < 3; p++) {
+        if (!paths[p]) continue;
+        FILE *fp = fopen(paths[p], "r");
+        if (!fp) continue;
+        char line[256];
+        int n = 0;
+        if (!fgets(line, sizeof line, fp)) { fclose(fp); continue; }
+        while (n < 120 && fgets(line, sizeof line, fp)) {
+            float sl, sw, pl, pw;
+            if (sscanf(line, "%f,%f,%f,%f", &sl, &sw, &pl, &pw) != 4) break;
+            x[3 * n] = pl; x[3 * n + 1] = sl; x[3 * n + 2] = pw;
+            y[n++] = sw;
+        }
+        fclose(fp);
+        if (n == 120) return 0;
+    }
+    fprintf(stderr, "tj-bench: cannot read iris.csv (set TJ_IRIS_CSV to its path)\n");
+    return 1;
+}
+
+/* ---- training workloads ---------------------------------------------------------------------- */
+
+typedef struct { tj_tensor *x[12], *y[12]; int n; } batches;
+
+static int make_w1(mlp *net, batches *bs) {
+    static float x[360], y[120];
+    if (load_iris(x, y)) return 1;
+    *net = (mlp){.relu = {false, false}, .dropout0 = 0.5};
+    tj_seed(0);
+    mlp_init(net, 2, (int[]){3, 32, 1});
+    bs->n = 12;
+    for (int i = 0; i < 12; i++) {
+        bs->x[i] = tj_keep(tj_tensor_from(TJ_F32, TJ_SHAPE(10, 3), x + 30 * i));
+        bs->y[i] = tj_keep(tj_tensor_from(TJ_F32, TJ_SHAPE(10, 1), y + 10 * i));
+    }
+    return 0;
+}
+
+static int make_w2(mlp *net, batches *bs) {
+    *net = (mlp){.relu = {true, true, false}, .softmax_ce = true, .nclass = 10};
+    tj_seed(0);
+    mlp_init(net, 3, (int[]){784, 512, 512, 10});
+    tj_seed(1);
+    bs->n = 8;
+    for (int i = 0; i < 8; i++) {
+        bs->x[i] = tj_keep(tj_rand_normal(TJ_SHAPE(128, 784), 0, 1));
+        bs->y[i] = tj_keep(tj_cast(tj_mul(tj_rand_uniform(TJ_SHAPE(128), 0, 1), tj_scalar(10)), TJ_I32));
+    }
+    return 0;
+}
+
+static int train_bench(const char *name, tj_mode mode, int warm, int steps, bool us) {
+    mlp net;
+    batches bs;
+    tj_scope_begin();
+    if ((!strcmp(name, "w1") ? make_w1 : make_w2)(&net, &bs)) { tj_scope_end(); return 1; }
+    tj_set_mode(mode);
+    tj_function *f = tj_function_new(name, mlp_step, &net);
+    double *ts = malloc(sizeof(double) * (size_t)steps);
+    int rc = 0;
+    for (int i = 0; i < warm + steps && !rc; i++) {
+        tj_scope_begin();
+        tj_tensor *in[2] = {bs.x[i % bs.n], bs.y[i % bs.n]}, *loss;
+        double t0 = now_ns();
+        rc = tj_function_call(f, 2, in, 1, &loss);
+        double t1 = now_ns();
+        if (i >= warm) ts[i - warm] = t1 - t0;
+        tj_scope_end();
+    }
+    if (rc) { free(ts); return fail(name); }
+    const char *mname = mode == TJ_MODE_JIT ? "jit" : "eager";
+    double med = median(ts, steps);
+    emit(name, mname, "step_time", us ? med / 1e3 : med / 1e6, us ? "us" : "ms");
+    if (!us) emit(name, mname, "samples_per_s", 128.0 / (med * 1e-9), "samples/s");
+    free(ts);
+    tj_function_free(f);
+    mlp_free(&net);
+    tj_scope_end();
+    return 0;
+}
+
+/* ---- w3: y = sum(tanh(x*a + b) * sigmoid(x) + x*x), gradients for x, a, b ------------------- */
+
+static int w3_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tape *tape = tj_tape_begin(0);
+    for (int i = 0; i < 3; i++) tj_tape_watch(tape, in[i]);
+    tj_tensor *x = in[0], *a = in[1], *b = in[2];
+    tj_tensor *y = tj_sum(tj_add(tj_mul(tj_tanh(tj_add(tj_mul(x, a), b)), tj_sigmoid(x)), tj_mul(x, x)), 0, NULL, false);
+    int rc = tj_tape_gradient(tape, y, 3, in, out + 1);
+    tj_tape_free(tape);
+    out[0] = y;
+    return rc;
+}
+
+static int w3(tj_mode mode, int reps) {
+    tj_scope_begin();
+    tj_seed(0);
+    tj_tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = tj_rand_normal(TJ_SHAPE(1 << 20), 0, 1);
+    tj_set_mode(mode);
+    tj_function *f = tj_function_new("w3", w3_step, NULL);
+    double *ts = malloc(sizeof(double) * (size_t)reps);
+    int rc = 0;
+    for (int i = 0; i < 10 + reps && !rc; i++) {
+        tj_scope_begin();
+        tj_tensor *out[4];
+        double t0 = now_ns();
+        rc = tj_function_call(f, 3, in, 4, out);
+        if (i >= 10) ts[i - 10] = now_ns() - t0;
+        tj_scope_end();
+    }
+    if (!rc) emit("w3", mode == TJ_MODE_JIT ? "jit" : "eager", "fwd_bwd_time", median(ts, reps) / 1e6, "ms");
+    free(ts);
+    tj_function_free(f);
+    tj_scope_end();
+    return rc ? fail("w3") : 0;
+}
+
+/* ---- w4: per-op overhead ------------------------------------------------------------------- */
+
+static int w4(int ops) {
     enum { REPS = 15 };
     double rec[REPS], bwd[REPS], plain[REPS];
     for (int r = 0; r < REPS; r++) {
@@ -58,43 +288,124 @@ static int w4(int threads, int ops) {
         double t2 = now_ns();
         rec[r] = (t1 - t0) / ops;
         bwd[r] = (t2 - t1) / ops;
-        if (rc || tj_item(g) != ops) {
-            fprintf(stderr, "tj-bench w4: wrong gradient %g (want %d): %s\n", tj_item(g), ops, tj_last_error());
-            tj_tape_free(tape);
-            tj_scope_end();
-            return 1;
-        }
+        bool ok = rc == 0 && tj_item(g) == ops;
         tj_tape_free(tape);
         tj_scope_end();
+        if (!ok) return fail("w4: wrong gradient");
     }
-    emit("w4", "eager", threads, "ns_per_op_fwd_record", median(rec, REPS), "ns");
-    emit("w4", "eager", threads, "ns_per_op_backward", median(bwd, REPS), "ns");
-    emit("w4", "eager", threads, "ns_per_op_fwd_no_record", median(plain, REPS), "ns");
+    emit("w4", "eager", "ns_per_op_fwd_record", median(rec, REPS), "ns");
+    emit("w4", "eager", "ns_per_op_backward", median(bwd, REPS), "ns");
+    emit("w4", "eager", "ns_per_op_fwd_no_record", median(plain, REPS), "ns");
     return 0;
 }
 
-int main(int argc, char **argv) {
-    int threads = tj_threads(), steps = 10000, rc = 0, nwork = 0;
-    const char *work[8];
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
-            if (strcmp(argv[++i], "eager")) { fprintf(stderr, "tj-bench: only --mode eager exists so far\n"); return 2; }
-        } else if (argv[i][0] == '-' || nwork == 8) {
-            fprintf(stderr, "usage: tj-bench [--threads N] [--steps N] [--mode eager] [w4]\n");
-            return 2;
-        } else work[nwork++] = argv[i];
+/* ---- w5: first compiled step of w1/w2, tracing and compiling included, fresh process ------- */
+
+static int first_step(const char *which) {
+    mlp net;
+    batches bs;
+    tj_scope_begin();
+    if ((!strcmp(which, "w1") ? make_w1 : make_w2)(&net, &bs)) return 1;
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function *f = tj_function_new(which, mlp_step, &net);
+    tj_tensor *in[2] = {bs.x[0], bs.y[0]}, *loss;
+    double t0 = now_ns();
+    int rc = tj_function_call(f, 2, in, 1, &loss);
+    double t1 = now_ns();
+    if (rc) return fail("w5");
+    char mode[16];
+    snprintf(mode, sizeof mode, "jit:%s", which);
+    emit("w5", mode, "first_step_latency", (t1 - t0) / 1e6, "ms");
+    tj_compile_stats st;
+    if (tj_function_compile_stats(f, &st) == 0) {
+        emit("w5", mode, "compile_trace_ms", st.trace_ms, "ms");
+        emit("w5", mode, "compile_graph_ms", st.graph_ms, "ms");
+        emit("w5", mode, "compile_ir_ms", st.ir_ms, "ms");
+        emit("w5", mode, "compile_llvm_opt_ms", st.llvm_opt_ms, "ms");
+        emit("w5", mode, "compile_codegen_ms", st.codegen_ms, "ms");
+        emit("w5", mode, "trace_nodes", st.nodes, "nodes");
+        emit("w5", mode, "live_nodes", st.live_nodes, "nodes");
+        emit("w5", mode, "kernels", st.kernels, "kernels");
     }
-    if (steps < 1 || tj_set_threads(threads)) {
+    tj_function_free(f);
+    mlp_free(&net);
+    tj_scope_end();
+    return 0;
+}
+
+static int w5(const char *self) {
+    int rc = 0;
+    const char *which[2] = {"w1", "w2"};
+    for (int i = 0; i < 2; i++) {
+        char th[16];
+        snprintf(th, sizeof th, "%d", threads);
+        char *argv[] = {(char *)self, "--threads", th, "--first-step", (char *)which[i], NULL};
+        pid_t pid;
+        int status;
+        fflush(stdout);
+        if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0 || waitpid(pid, &status, 0) < 0 ||
+            !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "tj-bench: w5 %s: the child process failed\n", which[i]);
+            rc = 1;
+        }
+    }
+    return rc;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static int run(const char *w, tj_mode mode, const char *self) {
+    bool jit = mode == TJ_MODE_JIT;
+    if (!strcmp(w, "w1")) return train_bench("w1", mode, 200, steps_override ? steps_override : 2000, true);
+    if (!strcmp(w, "w2")) return train_bench("w2", mode, 5, steps_override ? steps_override : 40, false);
+    if (!strcmp(w, "w3")) return w3(mode, steps_override ? steps_override : 30);
+    if (!strcmp(w, "w4")) return jit ? 0 : w4(steps_override ? steps_override : 10000);
+    if (!strcmp(w, "w5")) return jit ? w5(self) : 0;
+    fprintf(stderr, "tj-bench: unknown workload '%s' (have: w1 w2 w3 w4 w5)\n", w);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    const char *work[8], *first = NULL;
+    int nwork = 0;
+    bool compare = false, mode_given = false;
+    tj_mode mode = TJ_MODE_JIT;
+    threads = tj_threads();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--steps") && i + 1 < argc) steps_override = atoi(argv[++i]);
+        else if (!strcmp(a, "--first-step") && i + 1 < argc) first = argv[++i];
+        else if (!strcmp(a, "--compare")) compare = true;
+        else if (!strcmp(a, "--mode") && i + 1 < argc) {
+            const char *m = argv[++i];
+            mode_given = true;
+            if (!strcmp(m, "eager")) mode = TJ_MODE_EAGER;
+            else if (!strcmp(m, "jit")) mode = TJ_MODE_JIT;
+            else { fprintf(stderr, "tj-bench: --mode is eager or jit, not '%s'\n", m); return 2; }
+        } else if (a[0] == '-' || nwork == 8) {
+            fprintf(stderr, "usage: tj-bench [--mode eager|jit] [--threads N] [--steps N] [--compare] [w1 w2 w3 w4 w5]\n");
+            return 2;
+        } else work[nwork++] = a;
+    }
+    if (steps_override < 0 || tj_set_threads(threads)) {
         fprintf(stderr, "tj-bench: bad --steps or --threads: %s\n", tj_last_error());
         return 2;
     }
+    if (first) return first_step(first);
     fprintf(stderr, "tj-bench: BLAS: %s\n", tj_blas_info());
-    if (nwork == 0) work[nwork++] = "w4";
+    if (nwork == 0) {
+        const char *all[] = {"w1", "w2", "w3", "w4", "w5"};
+        for (int i = 0; i < 5; i++) work[nwork++] = all[i];
+    }
+    int rc = 0;
     for (int i = 0; i < nwork; i++) {
-        if (!strcmp(work[i], "w4")) rc |= w4(threads, steps);
-        else { fprintf(stderr, "tj-bench: unknown workload '%s' (have: w4)\n", work[i]); rc = 2; }
+        if (compare || !mode_given) {
+            rc |= run(work[i], TJ_MODE_EAGER, argv[0]);
+            rc |= run(work[i], TJ_MODE_JIT, argv[0]);
+        } else {
+            rc |= run(work[i], mode, argv[0]);
+        }
     }
     return rc;
 }

@@ -134,6 +134,7 @@ typedef struct tj_thread {
 } tj_thread;
 
 tj_thread *tj_thread_state(void);   /* never NULL */
+double     tj_now_ms(void);          /* a monotonic clock, for compile-time statistics */
 uint64_t   tj_next_id(void);
 
 /* ---- threads (pool.c) ---------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static _Thread_local int err_code;
 static _Thread_local char err_msg[512];
@@ -22,6 +23,12 @@ int tj_err(tj_error code, const char *fmt, ...) {
 }
 
 bool        tj_has_error(void) { return err_code != 0; }
+double tj_now_ms(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
 int         tj_error_code(void) { return err_code; }
 const char *tj_last_error(void) { return err_code ? err_msg : ""; }
 void        tj_clear_error(void) { err_code = 0; err_msg[0] = '\0'; }
