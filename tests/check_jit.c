@@ -11,6 +11,7 @@
 
 static void setup(void) { tj_scope_begin(); tj_clear_error(); }
 static void teardown(void) { tj_set_mode(TJ_MODE_JIT); tj_scope_end(); tj_clear_error(); }
+#ifdef TJ_HAVE_JIT
 
 static bool same_bits(tj_tensor *a, tj_tensor *b) {
     if (tj_tensor_dtype(a) != tj_tensor_dtype(b) || tj_tensor_numel(a) != tj_tensor_numel(b)) return false;
@@ -467,8 +468,70 @@ START_TEST(test_error_while_tracing) {
 }
 END_TEST
 
+/* Several threads compile and run their own functions at the same time. */
+#include <pthread.h>
+
+static void *thread_main(void *arg) {
+    int *ok = arg;
+    tj_set_mode(TJ_MODE_JIT);
+    tj_scope_begin();
+    tj_tensor *v = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), "v");
+    tj_function *f = tj_function_new("scale", scale_step, v);
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(64)), *y;
+    *ok = 1;
+    for (int i = 1; i <= 20 && *ok; i++) {
+        tj_scope_begin();
+        *ok = tj_function_call(f, 1, &x, 1, &y) == 0 && tj_item(v) == 64.0 * i && tu_get(y, 63) == 64.0 * i;
+        tj_scope_end();
+    }
+    *ok = *ok && !strcmp(tj_function_last_path(f), "compiled");
+    tj_function_free(f);
+    tj_variable_free(v);
+    tj_scope_end();
+    return NULL;
+}
+
+START_TEST(test_threads_compile_and_run_concurrently) {
+    pthread_t th[4];
+    int ok[4] = {0};
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, thread_main, &ok[i]), 0);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) ck_assert_msg(ok[i], "thread %d", i);
+}
+END_TEST
+
+#endif
+
+#ifndef TJ_HAVE_JIT
+static int plus_one(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_add(in[0], tj_scalar(1));
+    return 0;
+}
+
+/* built with TJ_JIT=OFF: jit mode runs eagerly (a warning says why), results unchanged */
+START_TEST(test_without_jit_runs_eagerly) {
+    tj_function *f = tj_function_new("plus_one", plus_one, NULL);
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(3)), *y;
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);
+        ck_assert_double_eq(tu_get(y, 2), 2.0);
+    }
+    ck_assert_str_eq(tj_function_last_path(f), "eager");
+    tj_function_free(f);
+}
+END_TEST
+#endif
+
 Suite *jit_suite(void) {
     Suite *s = suite_create("jit");
+#ifndef TJ_HAVE_JIT
+    TCase *tc = tcase_create("nojit");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_without_jit_runs_eagerly);
+    suite_add_tcase(s, tc);
+    return s;
+#else
     TCase *ops = tcase_create("ops");
     tcase_add_checked_fixture(ops, setup, teardown);
     tcase_set_timeout(ops, 300);
@@ -491,6 +554,8 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_check_mode_catches_frozen_control_flow);
     tcase_add_test(fn, test_eager_mode_and_errors);
     tcase_add_test(fn, test_error_while_tracing);
+    tcase_add_test(fn, test_threads_compile_and_run_concurrently);
     suite_add_tcase(s, fn);
     return s;
+#endif
 }

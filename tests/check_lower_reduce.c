@@ -314,7 +314,7 @@ static void build(module *mod, bool mx, tj_dtype dt, const int64_t *Ks, int nK, 
 /* ---- running and comparing ----------------------------------------------------------------- */
 
 typedef struct {
-    long long runs, outputs, bad_c, bad_eager, eager_skipped, nan_payload;
+    long long runs, outputs, bad_c, bad_eager, eager_skipped, nan_payload_c, nan_payload_eager;
     char first[256];
 } tally;
 
@@ -337,13 +337,13 @@ static bool is_nan(tj_dtype dt, const void *p)
  * over NaNs of several payloads (or signs) has a NaN whose payload C does not define: x86
  * returns the first operand's NaN, and gcc may swap the operands of a + v (two compiles of
  * the same reduce.h macro, the runtime's and this file's, differ there), so only NaN-ness
- * is compared for such data; t->nan_payload counts the payloads that differed. */
-static int differ(tj_dtype dt, const void *want, const void *got, bool payload_free, tally *t)
+ * is compared for such data; *nan_payload counts the payloads that differed. */
+static int differ(tj_dtype dt, const void *want, const void *got, bool payload_free, long long *nan_payload)
 {
     if (!memcmp(want, got, esize(dt)))
         return 0;
     if (payload_free && is_nan(dt, want) && is_nan(dt, got)) {
-        t->nan_payload++;
+        (*nan_payload)++;
         return 0;
     }
     return 1;
@@ -383,11 +383,11 @@ static void run_one(const module *mod, int k, bool mx, tj_dtype dt, pattern p, t
     for (int64_t o = 0; o < nout; o++) {
         const char *w = (const char *)want + o * (int64_t)es, *g = (const char *)y + o * (int64_t)es;
         const char *e = (const char *)eager + o * (int64_t)es;
-        if (differ(dt, w, g, payload_free, t)) {
+        if (differ(dt, w, g, payload_free, &t->nan_payload_c)) {
             t->bad_c++;
             note_bad(t, "C rule", mod->name[k], p, o, w, g, es);
         }
-        if (have_eager && differ(dt, e, g, payload_free, t)) {
+        if (have_eager && differ(dt, e, g, payload_free, &t->nan_payload_eager)) {
             t->bad_eager++;
             note_bad(t, "eager", mod->name[k], p, o, e, g, es);
         }
@@ -403,8 +403,9 @@ static void ck_tally(const tally *t, const char *what)
 {
     if (verbose())
         fprintf(stderr, "%-20s %4lld runs, %5lld outputs: %lld differ from the C rule, %lld from eager;"
-                        " %lld runs without eager (max over nothing); %lld NaN payloads differ (free)\n",
-                what, t->runs, t->outputs, t->bad_c, t->bad_eager, t->eager_skipped, t->nan_payload);
+                        " %lld runs without eager (max over nothing); free NaN payloads differ: %lld from C, %lld from eager\n",
+                what, t->runs, t->outputs, t->bad_c, t->bad_eager, t->eager_skipped, t->nan_payload_c,
+                t->nan_payload_eager);
     ck_assert_msg(t->bad_c == 0 && t->bad_eager == 0, "%s: %lld + %lld of %lld outputs differ; first: %s", what,
                   t->bad_c, t->bad_eager, t->outputs, t->first);
 }
