@@ -149,7 +149,7 @@ static LLVMValueRef emit_block(const rctx *r, LLVMValueRef p, int64_t n)
         LLVMBasicBlockRef bb_in[2] = {pre, body};
         LLVMAddIncoming(i, i_in, bb_in, 2);
         LLVMAddIncoming(a, a_in, bb_in, 2);
-        LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(r->ctx, r->fn, "red.tree");
+        LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(r->ctx, r->fn, "red.groups.done");
         LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, in, ci64(r, groups * L), ""), body, exit);
         LLVMPositionBuilderAtEnd(b, exit);
         acc = an;

@@ -6,8 +6,10 @@
 #include "opspec.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void setup(void) { tj_scope_begin(); tj_clear_error(); }
 static void teardown(void) { tj_set_mode(TJ_MODE_JIT); tj_scope_end(); tj_clear_error(); }
@@ -361,6 +363,30 @@ START_TEST(test_state_updates_seen_by_next_call) {
 }
 END_TEST
 
+/* Runs call with stderr going to a buffer; returns what it printed. */
+static const char *stderr_of(void (*call)(void *), void *arg) {
+    static char buf[4096];
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    call(arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+    buf[n] = 0;
+    fclose(tmp);
+    return buf;
+}
+
+typedef struct { tj_function *f; tj_tensor *x, *y; int rc; } call_args;
+static void do_call(void *p) {
+    call_args *a = p;
+    a->rc = tj_function_call(a->f, 1, &a->x, 1, &a->y);
+}
+
 START_TEST(test_retrace_and_limit) {
     tj_tensor *v = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), "v");
     tj_function *f = tj_function_new("scale", scale_step, v);
@@ -368,9 +394,15 @@ START_TEST(test_retrace_and_limit) {
     tj_tensor *y;
     tj_tensor *a = tj_ones(TJ_F32, TJ_SHAPE(10, 3)), *b = tj_ones(TJ_F32, TJ_SHAPE(6, 3)), *c = tj_ones(TJ_F32, TJ_SHAPE(2));
     ck_assert_int_eq(tj_function_call(f, 1, &a, 1, &y), 0);
-    ck_assert_int_eq(tj_function_call(f, 1, &b, 1, &y), 0);   /* retraces: input 0 shape (10, 3) -> (6, 3) */
+    call_args ca = {f, b, NULL, -1};
+    const char *msg = stderr_of(do_call, &ca);
+    ck_assert_int_eq(ca.rc, 0);
+    ck_assert_msg(strstr(msg, "scale: retracing: input 0 shape (10, 3) -> (6, 3)"), "stderr: %s", msg);
     ck_assert_int_eq(tj_function_traces(f), 2);
-    ck_assert_int_eq(tj_function_call(f, 1, &c, 1, &y), 0);   /* beyond the limit: eager */
+    ca.x = c;
+    msg = stderr_of(do_call, &ca);                              /* beyond the limit: eager */
+    ck_assert_int_eq(ca.rc, 0);
+    ck_assert_msg(strstr(msg, "traced 2 signatures (the limit); new signatures run eagerly"), "stderr: %s", msg);
     ck_assert_str_eq(tj_function_last_path(f), "eager");
     ck_assert_int_eq(tj_function_traces(f), 2);
     ck_assert_int_eq(tj_function_call(f, 1, &a, 1, &y), 0);   /* a known signature: compiled */
