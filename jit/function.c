@@ -7,6 +7,7 @@
  * LLVM fails, calls run eagerly with a one-time warning. */
 #include "graph.h"
 #include "core/rng.h"
+#include "math/reduce.h"
 #ifdef TJ_HAVE_JIT
 #include "lower.h"
 #include "core/blas.h"
@@ -208,8 +209,11 @@ static int sig_bind(sig *s) {
     for (int i = 0; i < n; i++) {
         tj_gnode *nd = &g->nodes[i];
         s->desc[i] = (tensor){.shape = nd->shape, .numel = nd->numel, .dtype = nd->dtype, .refs = 1, .scope = -1};
+        int64_t nout, K;
         if (s->live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd))
             bytes += round64((size_t)nd->numel * tj_dtype_size(nd->dtype));
+        if (s->live[i] && tj_lower_reduce_inline(g, nd, &nout, &K))    /* block values */
+            bytes += round64((size_t)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK) * tj_dtype_size(nd->dtype));
         if (!tj_lower_inline(g, nd) && nd->kind == TJ_N_OP) s->nrec_in += nd->nin;
     }
     s->arena_bytes = bytes + 64;
@@ -224,6 +228,12 @@ static int sig_bind(sig *s) {
         if (!tj_lower_is_view(nd)) {
             s->desc[i].data = p;
             p += round64((size_t)nd->numel * tj_dtype_size(nd->dtype));
+        }
+        int64_t nout, K;
+        if (tj_lower_reduce_inline(g, nd, &nout, &K)) {
+            s->calls[i] = p;
+            p += round64((size_t)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK) * tj_dtype_size(nd->dtype));
+            continue;
         }
         if (tj_lower_inline(g, nd)) continue;
         jit_call *c = &s->recs[i];

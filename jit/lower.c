@@ -6,6 +6,7 @@
  * tj_jit_call(calls[i]), so the results are the eager results, bit for bit. */
 #include "lower.h"
 #include "lower_math.h"
+#include "lower_reduce.h"
 #include "core/blas.h"
 
 #include <limits.h>
@@ -33,6 +34,21 @@ bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd) {
     if (k != TJ_KIND_UNARY && k != TJ_KIND_BINARY && k != TJ_KIND_TERNARY) return false;
     if (nd->op == TJ_OP_POW) return false;                       /* libm's pow: the kernel */
     if (nd->op == TJ_OP_DIV && nd->dtype == TJ_I32) return false; /* checks for zero */
+    return true;
+}
+
+bool tj_lower_reduce_inline(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K) {
+    if (nd->kind != TJ_N_OP || (nd->op != TJ_OP_SUM && nd->op != TJ_OP_MAX)) return false;
+    const tj_shape *s = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape;
+    bool red[TJ_MAX_DIMS] = {false};
+    for (int i = 0; i < nd->attr.red.naxes; i++) red[nd->attr.red.axes[i]] = true;
+    bool seen = false;
+    for (int d = 0; d < s->ndim; d++) {
+        if (red[d]) seen = true;
+        else if (seen && s->dim[d] != 1) return false;     /* a kept dim after a reduced one */
+    }
+    *nout = nd->numel;
+    *K = nd->numel ? tj_shape_numel(s) / nd->numel : 0;
     return true;
 }
 
@@ -355,6 +371,14 @@ static void lower_matmul(lctx *c, int id) {
     }
 }
 
+static void lower_reduce(lctx *c, int id, int64_t nout, int64_t K) {
+    const tj_gnode *nd = &c->g->nodes[id];
+    LLVMValueRef idx = cint(c, id);
+    LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
+    tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),
+                    buf_ptr(c, id), scratch, nout, K);
+}
+
 static void lower_call(lctx *c, int id) {
     LLVMValueRef idx = cint(c, id);
     LLVMValueRef rec = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
@@ -385,7 +409,9 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, t
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
         if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0 || tj_lower_is_view(nd)) continue;
+        int64_t nout, K;
         if (tj_lower_inline(g, nd)) lower_elementwise(&c, i);
+        else if (tj_lower_reduce_inline(g, nd, &nout, &K)) lower_reduce(&c, i, nout, K);
         else if (matmul_direct(g, nd)) lower_matmul(&c, i);
         else lower_call(&c, i);
         out->kernels++;

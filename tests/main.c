@@ -16,6 +16,7 @@ int main(void) {
 #ifdef TJ_HAVE_JIT
     srunner_add_suite(sr, engine_suite());
     srunner_add_suite(sr, lower_math_suite());
+    srunner_add_suite(sr, lower_reduce_suite());
 #endif
     srunner_add_suite(sr, jit_suite());
     srunner_run_all(sr, CK_NORMAL);

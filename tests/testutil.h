@@ -16,6 +16,7 @@ Suite *tape_suite(void);
 Suite *alloc_suite(void);
 Suite *engine_suite(void);
 Suite *lower_math_suite(void);
+Suite *lower_reduce_suite(void);
 Suite *jit_suite(void);
 
 /* Asserts the first error's code and that its message contains `part`, then clears it. */
