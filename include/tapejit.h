@@ -214,6 +214,142 @@ typedef struct tj_compile_stats {
 } tj_compile_stats;
 int          tj_function_compile_stats(const tj_function *f, tj_compile_stats *out);
 
+/* ---- modules and layers (Keras-style custom models) -------------------------------------
+ * A module has a name, child modules, variables and a forward function. Variables are
+ * enumerated in a stable order (depth first, in the order they were added) with path names
+ * relative to the root ("dense1/kernel"). Layers build their weights lazily on the first
+ * call, when the input's last dimension is known. A module owns its children and variables
+ * and frees them with it. */
+typedef struct tj_module tj_module;
+typedef tj_tensor *(*tj_forward_fn)(tj_module *m, tj_tensor *x, bool training);
+
+typedef enum { TJ_ACT_LINEAR, TJ_ACT_RELU, TJ_ACT_TANH, TJ_ACT_SIGMOID, TJ_ACT_SOFTMAX } tj_activation;
+
+tj_module  *tj_module_new(const char *name, tj_forward_fn forward, void *user);  /* a custom model */
+void       *tj_module_user(const tj_module *m);
+const char *tj_module_name(const tj_module *m);
+/* m takes child (also on failure); a child's name is unique within m. Returns child. */
+tj_module  *tj_module_add(tj_module *m, tj_module *child);
+tj_module  *tj_module_child(const tj_module *m, const char *name);
+/* A variable owned by m named name (copies init); NULL if the name is taken. */
+tj_tensor  *tj_module_variable(tj_module *m, const char *name, tj_tensor *init);
+/* Runs the forward function; the result belongs to the innermost scope. */
+tj_tensor  *tj_module_call(tj_module *m, tj_tensor *x, bool training);
+/* All variables of m and its children, in the stable order; returns the count (vars may
+ * be NULL to count). Their tj_variable_name is the path from m. */
+int         tj_module_variables(const tj_module *m, int cap, tj_tensor **vars);
+int64_t     tj_module_param_count(const tj_module *m);
+/* Keras-like summary: one row per layer with its output shape (from the last call) and
+ * parameter count, and the total. snprintf semantics; tj_module_print_summary to stdout. */
+int         tj_module_summary(const tj_module *m, char *buf, size_t size);
+void        tj_module_print_summary(const tj_module *m);
+void        tj_module_free(tj_module *m);
+
+/* Layers. Dense: y = act(x @ kernel + bias), kernel glorot-uniform, bias zeros (Keras). */
+tj_module  *tj_dense(const char *name, int64_t units, tj_activation act, bool use_bias);
+tj_module  *tj_dropout_layer(const char *name, double rate);        /* identity unless training */
+tj_module  *tj_embedding(const char *name, int64_t vocab, int64_t dim);   /* int32 ids -> vectors */
+tj_module  *tj_activation_layer(const char *name, tj_activation act);
+tj_module  *tj_flatten(const char *name);                           /* (batch, ...) -> (batch, n) */
+tj_module  *tj_reshape_layer(const char *name, tj_shape target);    /* target excludes the batch dim */
+tj_module  *tj_sequential(const char *name, int n, tj_module *const *layers);   /* takes the layers */
+
+/* ---- losses (composed from ops; results belong to the innermost scope) --------------------- */
+typedef enum { TJ_REDUCTION_MEAN, TJ_REDUCTION_SUM } tj_reduction;
+tj_tensor *tj_loss_mse(tj_tensor *pred, tj_tensor *target, tj_reduction r);
+tj_tensor *tj_loss_softmax_ce(tj_tensor *logits, tj_tensor *onehot, tj_reduction r);    /* (batch, classes) */
+tj_tensor *tj_loss_sparse_softmax_ce(tj_tensor *logits, tj_tensor *labels, tj_reduction r); /* labels int32 (batch,) */
+tj_tensor *tj_loss_bce_logits(tj_tensor *logits, tj_tensor *target, tj_reduction r);
+
+/* ---- optimizers ---------------------------------------------------------------------------
+ * Updates go through tj_assign, and the step counter, learning rate schedule and slots are
+ * variables, so a compiled step captures the whole update. */
+typedef struct tj_optimizer tj_optimizer;
+/* Keras semantics (runtime/optim/optimizer.c has the formulas); Adam is TF1's AdamOptimizer:
+ * w -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps). Schedules see the step count before
+ * the apply's increment. Bad hyperparameters (lr <= 0, beta outside [0, 1), ...) give
+ * NULL with TJ_ERR_ARG. Slot names are taken from the variable's name on first use. */
+tj_optimizer *tj_sgd(double lr, double momentum, bool nesterov);
+tj_optimizer *tj_adam(double lr, double beta1, double beta2, double epsilon);
+tj_optimizer *tj_rmsprop(double lr, double rho, double momentum, double epsilon);
+tj_optimizer *tj_adagrad(double lr, double initial_accumulator, double epsilon);
+/* lr * rate^(step / decay_steps) (floored exponent when staircase) */
+int           tj_optimizer_exponential_decay(tj_optimizer *o, double decay_steps, double rate, bool staircase);
+/* lr * ((1 - alpha) * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)) + alpha) */
+int           tj_optimizer_cosine_decay(tj_optimizer *o, double decay_steps, double alpha);
+/* Creates the slots of vars now (as Keras's optimizer.build), so a checkpoint can hold
+ * them before the first update. Optional: tj_optimizer_apply creates missing slots. */
+int           tj_optimizer_build(tj_optimizer *o, int n, tj_tensor *const *vars);
+/* vars[i] -= update(grads[i]); slots are created on first use; increments the step. */
+int           tj_optimizer_apply(tj_optimizer *o, int n, tj_tensor *const *grads, tj_tensor *const *vars);
+tj_tensor    *tj_optimizer_step(const tj_optimizer *o);            /* the step counter variable (f32) */
+/* The rate the next apply uses (the schedule at the current step): f64 rank 0, in scope. */
+tj_tensor    *tj_optimizer_learning_rate(const tj_optimizer *o);
+/* The optimizer's own variables, named "step", "learning_rate" (the base rate, f32), then
+ * per variable in first-seen order its slots "m/<var name>", "v/<var name>", ...; count. */
+int           tj_optimizer_variables(const tj_optimizer *o, int cap, tj_tensor **vars);
+void          tj_optimizer_free(tj_optimizer *o);
+
+/* ---- datasets -----------------------------------------------------------------------------
+ * An element is a tuple of tensors. A dataset keeps its own copy of its data. Pipelines
+ * take ownership of the dataset they wrap, also on failure (it is freed), so a chain of
+ * calls needs one NULL check; only the outermost dataset may be iterated or freed.
+ * Iteration: tj_dataset_next returns 1 and fills out[0, arity) with tensors of the
+ * innermost scope, or 0 at the end of the epoch (then tj_dataset_reset starts the next
+ * epoch: a shuffle reshuffles), or -1 on error.
+ * Order depends only on the seeds and the epoch; the position is part of the state. */
+typedef struct tj_dataset tj_dataset;
+tj_dataset *tj_dataset_from_tensors(int n, tj_tensor *const *ts);   /* slices along axis 0 */
+/* Columns chosen by name from a CSV file with a header, as f32, grouped: element i is
+ * ngroups tensors, group g of shape (group_sizes[g],) with the next group_sizes[g] columns.
+ * Errors name the file, line and column: TJ_ERR_IO (unreadable), TJ_ERR_ARG (no such
+ * column, e.g. no header line), TJ_ERR_VALUE (a field empty or not a number, no rows). */
+tj_dataset *tj_dataset_from_csv(const char *path, int ngroups, const int *group_sizes,
+                                const char *const *columns);
+tj_dataset *tj_dataset_shuffle(tj_dataset *d, int64_t buffer_size, uint64_t seed);
+tj_dataset *tj_dataset_batch(tj_dataset *d, int64_t batch_size, bool drop_remainder);
+tj_dataset *tj_dataset_repeat(tj_dataset *d, int64_t count);        /* -1: forever */
+tj_dataset *tj_dataset_take(tj_dataset *d, int64_t count);          /* -1: all */
+int         tj_dataset_arity(const tj_dataset *d);                   /* tensors per element */
+int         tj_dataset_next(tj_dataset *d, tj_tensor **out);
+int         tj_dataset_reset(tj_dataset *d);
+/* The iterator's position (epoch and element) as 2 numbers, for checkpoints. Setting it
+ * begins that epoch and skips to the element; a position past the epoch's end is
+ * TJ_ERR_VALUE and changes nothing. */
+int         tj_dataset_get_state(const tj_dataset *d, int64_t state[2]);
+int         tj_dataset_set_state(tj_dataset *d, const int64_t state[2]);
+void        tj_dataset_free(tj_dataset *d);
+
+/* ---- checkpoints (safetensors files) ------------------------------------------------------
+ * A checkpoint holds variables by name, optimizer slots and step, the RNG state and dataset
+ * positions. Saving is atomic (temporary file, fsync, rename). Restoring checks every
+ * name, shape and dtype and says exactly what does not match; it changes nothing unless
+ * everything matches. Files are read as hostile input: a bad file is an error, never a
+ * crash or an out-of-bounds read. */
+typedef struct tj_checkpoint tj_checkpoint;
+tj_checkpoint *tj_checkpoint_new(void);
+int  tj_checkpoint_add_module(tj_checkpoint *ck, const char *prefix, const tj_module *m);
+int  tj_checkpoint_add_optimizer(tj_checkpoint *ck, const char *prefix, const tj_optimizer *o);
+int  tj_checkpoint_add_variable(tj_checkpoint *ck, const char *name, tj_tensor *var);
+int  tj_checkpoint_add_dataset(tj_checkpoint *ck, const char *name, tj_dataset *d);
+int  tj_checkpoint_save(const tj_checkpoint *ck, const char *path);
+int  tj_checkpoint_restore(tj_checkpoint *ck, const char *path);
+void tj_checkpoint_free(tj_checkpoint *ck);
+/* Keeps the last max_to_keep checkpoints in dir as ckpt-<step>.safetensors. */
+typedef struct tj_checkpoint_manager tj_checkpoint_manager;
+tj_checkpoint_manager *tj_checkpoint_manager_new(tj_checkpoint *ck, const char *dir, int max_to_keep);
+int         tj_checkpoint_manager_save(tj_checkpoint_manager *mg, int64_t step);
+const char *tj_checkpoint_manager_latest(tj_checkpoint_manager *mg);   /* a path, NULL if none */
+int         tj_checkpoint_manager_restore_latest(tj_checkpoint_manager *mg);
+void        tj_checkpoint_manager_free(tj_checkpoint_manager *mg);   /* not the checkpoint */
+/* Plain safetensors: n named tensors (copied) with optional string metadata. */
+int  tj_safetensors_save(const char *path, int n, const char *const *names, tj_tensor *const *ts,
+                         int nmeta, const char *const *meta_keys, const char *const *meta_values);
+/* Loads every tensor (into the innermost scope); *names and *ts are arrays the caller frees
+ * with tj_safetensors_free_list. */
+int  tj_safetensors_load(const char *path, int *n, char ***names, tj_tensor ***ts);
+void tj_safetensors_free_list(int n, char **names, tj_tensor **ts);
+
 /* ---- threads and BLAS ------------------------------------------------------------------- */
 
 /* Threads for eager kernels and BLAS (default: env TJ_THREADS, else 1). Results do not

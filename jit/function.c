@@ -74,7 +74,7 @@ typedef struct jit_call {
 void tj_jit_call(jit_call *c);
 void tj_jit_call(jit_call *c) {
     const tj_op_info *info = tj_ops[c->op];
-    if ((info->check && info->check(c->in)) || tj_exec(c->op, c->attr, c->nin, c->in, c->out)) *c->failed = 1;
+    if ((info->check && info->check(c->attr, c->in, c->out)) || tj_exec(c->op, c->attr, c->nin, c->in, c->out)) *c->failed = 1;
 }
 
 typedef struct sig {

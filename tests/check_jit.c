@@ -486,6 +486,27 @@ static int failing_step(void *user, int n_in, tj_tensor *const *in, int n_out, t
     return out[0] ? 0 : tj_error_code();
 }
 
+static int gather_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_gather(in[0], in[1], 0);
+    return out[0] ? 0 : tj_error_code();
+}
+
+/* values change between calls: a compiled gather checks its indices every call */
+START_TEST(test_compiled_gather_checks_indices) {
+    tj_function *f = tj_function_new("lookup", gather_step, NULL);
+    tj_tensor *table = tj_ones(TJ_F32, TJ_SHAPE(4, 2)), *y;
+    tj_tensor *ok[2] = {table, tj_tensor_from(TJ_I32, TJ_SHAPE(2), (int32_t[]){0, 3})};
+    tj_tensor *bad[2] = {table, tj_tensor_from(TJ_I32, TJ_SHAPE(2), (int32_t[]){1, 400000})};
+    ck_assert_int_eq(tj_function_call(f, 2, ok, 1, &y), 0);
+    ck_assert_int_eq(tj_function_call(f, 2, ok, 1, &y), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_int_eq(tj_function_call(f, 2, bad, 1, &y), TJ_ERR_VALUE);
+    ck_assert_error(TJ_ERR_VALUE, "index 400000");
+    tj_function_free(f);
+}
+END_TEST
+
 START_TEST(test_error_while_tracing) {
     tj_function *f = tj_function_new("bad", failing_step, NULL);
     tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(2, 3)), *y;
@@ -586,6 +607,7 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_check_mode_catches_frozen_control_flow);
     tcase_add_test(fn, test_eager_mode_and_errors);
     tcase_add_test(fn, test_error_while_tracing);
+    tcase_add_test(fn, test_compiled_gather_checks_indices);
     tcase_add_test(fn, test_threads_compile_and_run_concurrently);
     suite_add_tcase(s, fn);
     return s;

@@ -19,6 +19,9 @@ int main(void) {
     srunner_add_suite(sr, lower_reduce_suite());
 #endif
     srunner_add_suite(sr, jit_suite());
+    srunner_add_suite(sr, nn_suite());
+    srunner_add_suite(sr, optim_suite());
+    srunner_add_suite(sr, data_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

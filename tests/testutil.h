@@ -18,6 +18,10 @@ Suite *engine_suite(void);
 Suite *lower_math_suite(void);
 Suite *lower_reduce_suite(void);
 Suite *jit_suite(void);
+Suite *nn_suite(void);
+Suite *optim_suite(void);
+Suite *data_suite(void);
+Suite *io_suite(void);
 
 /* Asserts the first error's code and that its message contains `part`, then clears it. */
 #define ck_assert_error(code, part)                                                   \

@@ -71,6 +71,8 @@ tensor *tj_tensor_view(tensor *t, const tj_shape *shape);
 int     tj_variable_write(tensor *v, const void *data);
 /* The variable's current read snapshot (owned by v), NULL on OOM. */
 tensor *tj_variable_snapshot(tensor *v);
+/* Replaces variable v's name with a copy of name; 0 or OOM (v keeps its old name). */
+int     tj_variable_set_name(tensor *v, const char *name);
 void    tj_tensor_ref(tensor *t);
 void    tj_tensor_unref(tensor *t);
 bool    tj_is_variable(const tensor *t);

@@ -5,6 +5,7 @@
  * with the same generation, so a stale handle is always detected. */
 #include "core.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -402,6 +403,18 @@ void tj_variable_free(tj_tensor *h) {
     drop_snapshot(v);
     handle_release(v);
     tj_tensor_unref(v);
+}
+
+/* Renames variable v (runtime/nn gives module variables their path from the root). */
+int tj_variable_set_name(tensor *v, const char *name) {
+    assert(tj_is_variable(v) && name);
+    size_t n = strlen(name) + 1;
+    char *s = tj_mem_alloc(n);
+    if (!s) return TJ_ERR_OOM;
+    memcpy(s, name, n);
+    if (v->name) tj_mem_free(v->name, strlen(v->name) + 1);
+    v->name = s;
+    return 0;
 }
 
 const char *tj_variable_name(const tj_tensor *h) {

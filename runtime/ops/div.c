@@ -6,7 +6,8 @@ TJ_EW2(div_f32, float, x0 / x1)
 TJ_EW2(div_f64, double, x0 / x1)
 TJ_EW2(div_i32, int32_t, x1 == -1 ? TJ_WRAP(-, 0, x0) : x0 / x1)
 
-static int div_check(tensor *const *in) {
+static int div_check(const tj_attr *attr, tensor *const *in, const tensor *out) {
+    (void)attr; (void)out;
     if (in[1]->dtype != TJ_I32) return 0;
     const int32_t *b = in[1]->data;
     for (int64_t i = 0; i < in[1]->numel; i++)

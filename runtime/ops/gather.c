@@ -17,6 +17,11 @@ int tj_check_indices(const char *op, const tensor *idx, int64_t dim, int axis) {
     return 0;
 }
 
+static int gather_check(const tj_attr *attr, tensor *const *in, const tensor *out) {
+    (void)out;
+    return tj_check_indices("gather", in[1], in[0]->shape.dim[attr->axis], attr->axis);
+}
+
 static int gather_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
     (void)nin;
     const tensor *t = in[0], *idx = in[1];
@@ -59,7 +64,7 @@ static int gather_grad(const tj_node *n, tensor *g, tensor **gin) {
     return gin[0] ? 0 : -1;
 }
 
-const tj_op_info tj_op_gather = {.name = "gather", .kind = TJ_KIND_OTHER, .grad = gather_grad, .exec = gather_exec};
+const tj_op_info tj_op_gather = {.name = "gather", .kind = TJ_KIND_OTHER, .check = gather_check, .grad = gather_grad, .exec = gather_exec};
 
 tj_tensor *tj_gather(tj_tensor *h, tj_tensor *indices, int axis) {
     tj_tensor *hs[2] = {h, indices};

@@ -38,8 +38,9 @@ typedef struct tj_node {
 
 /* Elementwise kernel over one run of n outputs; input i advances by stride[i] (0 or 1). */
 typedef void (*tj_run_fn)(int64_t n, const void *const *in, const int64_t *stride, void *out);
-/* Optional check of input values before the kernel runs (integer division by zero). */
-typedef int (*tj_check_fn)(tensor *const *in);
+/* Optional check of input values before the kernel runs (integer division by zero, indices
+ * out of range); the compiled path runs it on every call, since the values change. */
+typedef int (*tj_check_fn)(const tj_attr *attr, tensor *const *in, const tensor *out);   /* out may be NULL */
 /* Gradients of n's inputs given g = d target / d out: gin[i] in out's shape (the tape
  * reduces broadcast gradients), or NULL where an input gets none. 0 on success. */
 typedef int (*tj_grad_fn)(const tj_node *n, tensor *g, tensor **gin);

@@ -16,7 +16,8 @@ TJ_EW2(pow_f32, float, powf(x0, x1))
 TJ_EW2(pow_f64, double, pow(x0, x1))
 TJ_EW2(pow_i32, int32_t, ipow(x0, x1))
 
-static int pow_check(tensor *const *in) {
+static int pow_check(const tj_attr *attr, tensor *const *in, const tensor *out) {
+    (void)attr; (void)out;
     if (in[1]->dtype != TJ_I32) return 0;
     const int32_t *b = in[1]->data;
     for (int64_t i = 0; i < in[1]->numel; i++)

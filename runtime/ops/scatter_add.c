@@ -17,6 +17,10 @@
             }                                                                     \
     } while (0)
 
+static int scatter_add_check(const tj_attr *attr, tensor *const *in, const tensor *out) {
+    return tj_check_indices("scatter_add", in[1], out->shape.dim[attr->axis], attr->axis);
+}
+
 static int scatter_add_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
     (void)nin;
     const tensor *upd = in[0], *idx = in[1];
@@ -55,6 +59,7 @@ static int scatter_add_grad(const tj_node *n, tensor *g, tensor **gin) {
 const tj_op_info tj_op_scatter_add = {
     .name = "scatter_add",
     .kind = TJ_KIND_OTHER,
+    .check = scatter_add_check,
     .grad = scatter_add_grad,
     .exec = scatter_add_exec,
 };
