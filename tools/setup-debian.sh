@@ -2,7 +2,7 @@
 # Installs the Debian packages tapejit needs, skipping those already installed.
 # Run as root (or with sudo available). Safe to run again.
 set -euo pipefail
-packages=(gcc cmake make pkg-config libopenblas-dev check libcjson-dev llvm-16-dev)
+packages=(gcc cmake make pkg-config libopenblas-dev check libcjson-dev llvm-16-dev clang libclang-rt-14-dev python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
