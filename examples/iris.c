@@ -146,9 +146,9 @@ int main(int argc, char **argv) {
     if (restore || resume) {
         const char *latest = tj_checkpoint_manager_latest(mgr);
         if (!latest) { fprintf(stderr, "iris: no checkpoint in %s\n", dir); return 1; }
+        printf("\nRestoring %s\n", latest);
         if (tj_checkpoint_manager_restore_latest(mgr)) return die("restoring");
         first_epoch = (int)tj_item(tj_optimizer_step(opt)) / 12 + 1;   /* 12 batches an epoch */
-        printf("\nRestored %s (after epoch %d)\n", latest, first_epoch - 1);
     }
 
     trainer tr = {model, opt};

@@ -203,6 +203,11 @@ int          tj_function_traces(const tj_function *f);      /* signatures traced
 /* What the last call did: "traced", "compiled", "checked", or "eager" (mode eager, the
  * eager fallback, or past the retrace limit). */
 const char  *tj_function_last_path(const tj_function *f);
+/* Dumps of every stage for the signatures f traces from now on, into dir/<name>/
+ * (<signature>.trace.txt, .graph.txt, .fusion.txt, .ll, .opt.ll, .s, .dot, .stats.txt).
+ * what: a comma list of trace, graph, fusion, llvm, asm, dot, stats, or "all". The env
+ * variables TJ_DUMP=<what> and TJ_DUMP_DIR=<dir> do the same for every function. */
+int          tj_function_dump(tj_function *f, const char *dir, const char *what);
 /* Compile time of the most recent signature, per stage, in ms, and its size. */
 typedef struct tj_compile_stats {
     double trace_ms;        /* the traced eager call */
@@ -339,7 +344,8 @@ void tj_checkpoint_free(tj_checkpoint *ck);
 typedef struct tj_checkpoint_manager tj_checkpoint_manager;
 tj_checkpoint_manager *tj_checkpoint_manager_new(tj_checkpoint *ck, const char *dir, int max_to_keep);
 int         tj_checkpoint_manager_save(tj_checkpoint_manager *mg, int64_t step);
-const char *tj_checkpoint_manager_latest(tj_checkpoint_manager *mg);   /* a path, NULL if none */
+/* The newest checkpoint's path, NULL if none; valid until the next call on mg. */
+const char *tj_checkpoint_manager_latest(tj_checkpoint_manager *mg);
 int         tj_checkpoint_manager_restore_latest(tj_checkpoint_manager *mg);
 void        tj_checkpoint_manager_free(tj_checkpoint_manager *mg);   /* not the checkpoint */
 /* Plain safetensors: n named tensors (copied) with optional string metadata. */
@@ -349,6 +355,13 @@ int  tj_safetensors_save(const char *path, int n, const char *const *names, tj_t
  * with tj_safetensors_free_list. */
 int  tj_safetensors_load(const char *path, int *n, char ***names, tj_tensor ***ts);
 void tj_safetensors_free_list(int n, char **names, tj_tensor **ts);
+
+/* ---- profiling ------------------------------------------------------------------------------
+ * A Chrome trace (open it in Perfetto or chrome://tracing): eager ops with their shapes,
+ * compiled calls and each kernel inside them, and compile stages. Env TJ_PROFILE=file.json
+ * profiles the whole process (written at exit); or start and stop it here. */
+int  tj_profile_start(const char *path);
+int  tj_profile_stop(void);                                   /* writes the file */
 
 /* ---- threads and BLAS ------------------------------------------------------------------- */
 

@@ -6,6 +6,8 @@
  * ways and names the first node whose bits differ. Without the JIT (TJ_JIT=OFF) or when
  * LLVM fails, calls run eagerly with a one-time warning. */
 #include "graph.h"
+#include "dump.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "math/reduce.h"
 #ifdef TJ_HAVE_JIT
@@ -97,11 +99,14 @@ typedef struct sig {
     char *arena;
     size_t arena_bytes;
     int failed;
+    int index;                /* 0, 1, ...: the order of tracing (dump file names) */
     tj_compile_stats stats;
 } sig;
 
 struct tj_function {
     char *name;
+    char *dump_dir;           /* tj_function_dump, else env TJ_DUMP / TJ_DUMP_DIR */
+    unsigned dump_what;
     tj_fn fn;
     void *user;
     sig *sigs;                /* most recent first */
@@ -135,6 +140,27 @@ int tj_function_set_retrace_limit(tj_function *f, int limit) {
 }
 
 int tj_function_traces(const tj_function *f) { return f ? f->traces : 0; }
+
+int tj_function_dump(tj_function *f, const char *dir, const char *what) {
+    if (!f || !dir || !what) return tj_err(TJ_ERR_ARG, "function_dump: f, dir or what is NULL");
+    unsigned bits;
+    if (tj_dump_parse(what, &bits)) return tj_error_code();
+    size_t n = strlen(dir) + 1;
+    char *d = tj_mem_alloc(n);
+    if (!d) return TJ_ERR_OOM;
+    memcpy(d, dir, n);
+    if (f->dump_dir) tj_mem_free(f->dump_dir, strlen(f->dump_dir) + 1);
+    f->dump_dir = d;
+    f->dump_what = bits;
+    return 0;
+}
+
+/* The dump settings for f: its own, else the environment's. */
+static unsigned dump_what(const tj_function *f, const char **dir) {
+    if (f->dump_dir) { *dir = f->dump_dir; return f->dump_what; }
+    *dir = tj_dump_env_dir();
+    return tj_dump_env();
+}
 const char *tj_function_last_path(const tj_function *f) { return f ? f->last_path : ""; }
 
 int tj_function_compile_stats(const tj_function *f, tj_compile_stats *out) {
@@ -147,7 +173,7 @@ int tj_function_compile_stats(const tj_function *f, tj_compile_stats *out) {
 static void sig_free(sig *s) {
     if (!s) return;
 #ifdef TJ_HAVE_JIT
-    tj_engine_free(s->low.code);
+    tj_lowered_free(&s->low);
 #endif
     int n = s->g ? s->g->n : 0;
     tj_mem_free(s->live, sizeof(bool) * (size_t)n);
@@ -165,6 +191,7 @@ void tj_function_free(tj_function *f) {
     if (!f) return;
     for (sig *s = f->sigs, *next; s; s = next) { next = s->next; sig_free(s); }
     tj_mem_free(f->name, strlen(f->name) + 1);
+    if (f->dump_dir) tj_mem_free(f->dump_dir, strlen(f->dump_dir) + 1);
     tj_mem_free(f, sizeof *f);
 }
 
@@ -258,11 +285,26 @@ static int sig_compile(tj_function *f, sig *s) {
     for (int i = 0; i < s->g->n; i++) s->stats.live_nodes += s->live[i] && s->g->nodes[i].replaced_by < 0;
     s->stats.graph_ms = tj_now_ms() - t0;
     if ((rc = sig_bind(s))) return rc;
-    if ((rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), &s->low))) return rc;
+    const char *dir;
+    unsigned what = dump_what(f, &dir);
+    double t1 = tj_now_ms();
+    if ((rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), what & (TJ_DUMP_LLVM | TJ_DUMP_ASM), &s->low)))
+        return rc;
     s->stats.ir_ms = s->low.ir_ms;
     s->stats.llvm_opt_ms = s->low.times.passes_ms;
     s->stats.codegen_ms = s->low.times.codegen_ms;
     s->stats.kernels = s->low.kernels;
+    if (tj_profile_on()) {
+        double a = t0 + s->stats.graph_ms, b = t1 + s->stats.ir_ms, c = b + s->stats.llvm_opt_ms;
+        tj_profile_event("compile", "graph passes", t0, a, NULL);
+        tj_profile_event("compile", "IR build", t1, b, NULL);
+        tj_profile_event("compile", "LLVM optimisation", b, c, NULL);
+        tj_profile_event("compile", "codegen", c, c + s->stats.codegen_ms, NULL);
+    }
+    if (what && tj_dump_compiled(dir, f->name, s->index, what, s->g, s->live, &s->low, &s->stats, s->arena_bytes)) {
+        warn("%s: could not write the dumps: %s", f->name, tj_last_error());
+        tj_clear_error();
+    }
     return 0;
 }
 
@@ -291,7 +333,17 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
         nd->attr.rng.offset = tj_rng_reserve(nd->numel);
     }
     s->failed = 0;
-    s->low.step(s->bufs, s->calls);
+    if (tj_profile_on()) {               /* kernel by kernel, each an event */
+        double t0 = tj_now_ms();
+        for (int k = 0; k < s->low.kernels; k++) {
+            double a = tj_now_ms();
+            s->low.kernel[k].fn(s->bufs, s->calls);
+            tj_profile_event("kernel", s->low.kernel[k].name, a, tj_now_ms(), NULL);
+        }
+        tj_profile_event("compiled", f->name, t0, tj_now_ms(), NULL);
+    } else {
+        s->low.step(s->bufs, s->calls);
+    }
     if (s->failed) {
         if (!tj_has_error()) tj_err(TJ_ERR_OOM, "%s: compiled step failed", f->name);
         return tj_error_code();
@@ -461,6 +513,14 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     s->g = g;
     s->stats.trace_ms = tj_now_ms() - t0;
     s->stats.nodes = g->n;
+    s->index = f->traces - 1;
+    if (tj_profile_on()) tj_profile_event("compile", "trace", t0, t0 + s->stats.trace_ms, NULL);
+    const char *dir;
+    unsigned what = dump_what(f, &dir);
+    if (what && tj_dump_trace(dir, f->name, s->index, what, g)) {
+        warn("%s: could not write the trace dump: %s", f->name, tj_last_error());
+        tj_clear_error();
+    }
     for (int i = 0; i < n_in; i++) { s->dt[i] = in[i]->dtype; s->shape[i] = in[i]->shape; }
     s->next = f->sigs;
     f->sigs = s;

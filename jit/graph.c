@@ -15,6 +15,8 @@ void tj_graph_free(tj_graph *g) {
         if (nd->var) tj_tensor_unref(nd->var);
     }
     for (int i = 0; i < g->nwrites; i++) tj_tensor_unref(g->writes[i].var);
+    for (int i = 0; i < g->nupdated; i++) tj_tensor_unref(g->updated[i]);
+    tj_mem_free(g->updated, sizeof(tensor *) * (size_t)g->nupdated);
     for (int i = 0; i < g->capvalues; i++)
         if (g->values[i]) tj_tensor_unref(g->values[i]);
     tj_mem_free(g->values, sizeof(tensor *) * (size_t)g->capvalues);
@@ -35,7 +37,7 @@ int tj_graph_add(tj_graph *g, tj_nkind kind, tj_op op, int nin, const int *in, c
     }
     tj_gnode nd = {.kind = kind, .op = op, .nin = nin, .dtype = dt, .shape = *shape,
                    .numel = tj_shape_numel(shape), .trace_id = g->n, .replaced_by = -1,
-                   .grad_of_op = TJ_OP_COUNT, .grad_of = -1};
+                   .grad_of_op = TJ_OP_COUNT, .grad_of = -1, .update_of = -1};
     if (attr) nd.attr = *attr;
     if (nin > 0) {
         nd.in = tj_mem_alloc(sizeof(int) * (size_t)nin);
@@ -65,7 +67,9 @@ const char *tj_graph_origin(const tj_graph *g, int id, char *buf, size_t n) {
     const tj_gnode *nd = &g->nodes[id];
     const char *what = nd->kind == TJ_N_OP ? tj_ops[nd->op]->name : nd->kind == TJ_N_PARAM ? "input"
                      : nd->kind == TJ_N_STATE ? "variable" : "constant";
-    if (nd->grad_of_op == TJ_OP_COUNT) snprintf(buf, n, "%s", what);
+    if (nd->update_of >= 0)
+        snprintf(buf, n, "%s (optimizer update of %s)", what, g->updated[nd->update_of]->name ? g->updated[nd->update_of]->name : "a variable");
+    else if (nd->grad_of_op == TJ_OP_COUNT) snprintf(buf, n, "%s", what);
     else snprintf(buf, n, "%s (gradient of %s, node %d)", what, tj_ops[nd->grad_of_op]->name, nd->grad_of);
     return buf;
 }

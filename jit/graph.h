@@ -25,6 +25,7 @@ typedef struct tj_gnode {
     int      trace_id;    /* position in the original trace, for messages and dumps */
     tj_op    grad_of_op;  /* the op whose gradient made this node (TJ_OP_COUNT: the user's op) */
     int      grad_of;     /*   and that op's node (-1: the user's op) */
+    int      update_of;   /* the optimizer update of variable g->updated[update_of], or -1 */
     int      replaced_by; /* passes: -1, or the node that stands in for this one */
 } tj_gnode;
 
@@ -37,6 +38,8 @@ typedef struct tj_graph {
     tj_state_write *writes;
     int nwrites, capwrites;
     int nparams;
+    tensor **updated;     /* variables an optimizer updated in the step (references held) */
+    int nupdated;
     tensor **values;      /* check mode: each op node's eager value (references held) */
     int capvalues;
 } tj_graph;

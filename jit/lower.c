@@ -385,7 +385,23 @@ static void lower_call(lctx *c, int id) {
     LLVMBuildCall2(c->b, c->call_ty, c->call_fn, &rec, 1, "");
 }
 
-int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, tj_lowered *out) {
+static char *dup_text(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = tj_mem_alloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+void tj_lowered_free(tj_lowered *l) {
+    tj_engine_free(l->code);
+    tj_mem_free(l->kernel, sizeof(tj_kernel) * (size_t)l->kernels);
+    char *texts[3] = {l->ir, l->ir_opt, l->asm_text};
+    for (int i = 0; i < 3; i++)
+        if (texts[i]) tj_mem_free(texts[i], strlen(texts[i]) + 1);
+    memset(l, 0, sizeof *l);
+}
+
+int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, bool texts, tj_lowered *out) {
     memset(out, 0, sizeof *out);
     LLVMOrcThreadSafeContextRef tsc;
     LLVMModuleRef mod;
@@ -399,31 +415,72 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, t
     c.f32 = LLVMFloatTypeInContext(c.ctx);
     c.f64 = LLVMDoubleTypeInContext(c.ctx);
     LLVMTypeRef params[2] = {c.ptr, c.ptr};
-    c.fn = LLVMAddFunction(mod, "step", LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), params, 2, 0));
+    LLVMTypeRef kty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), params, 2, 0);
     c.call_ty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), &c.ptr, 1, 0);
     c.call_fn = LLVMAddFunction(mod, "tj_jit_call", c.call_ty);
-    c.bufs = LLVMGetParam(c.fn, 0);
-    c.calls = LLVMGetParam(c.fn, 1);
     c.b = LLVMCreateBuilderInContext(c.ctx);
-    LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
+    int nk = 0;
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        nk += live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd);
+    }
+    out->kernel = tj_mem_calloc(sizeof(tj_kernel) * (size_t)(nk ? nk : 1));
+    const char **names = tj_mem_alloc(sizeof(char *) * (size_t)(nk + 1));
+    void **addr = tj_mem_alloc(sizeof(void *) * (size_t)(nk + 1));
+    LLVMValueRef *kfn = tj_mem_alloc(sizeof(LLVMValueRef) * (size_t)(nk ? nk : 1));
+    if (!out->kernel || !names || !addr || !kfn) {
+        rc = TJ_ERR_OOM;
+        LLVMDisposeBuilder(c.b);
+        LLVMDisposeModule(mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        goto done;
+    }
+    /* one noinline function per kernel, so dumps and profiles can name it */
+    unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
         if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0 || tj_lower_is_view(nd)) continue;
+        tj_kernel *k = &out->kernel[out->kernels];
+        k->node = i;
+        snprintf(k->name, sizeof k->name, "k%d_%s", i, tj_ops[nd->op]->name);
+        c.fn = kfn[out->kernels] = LLVMAddFunction(mod, k->name, kty);
+        LLVMAddAttributeAtIndex(c.fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c.ctx, noinline, 0));
+        c.bufs = LLVMGetParam(c.fn, 0);
+        c.calls = LLVMGetParam(c.fn, 1);
+        LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
         int64_t nout, K;
         if (tj_lower_inline(g, nd)) lower_elementwise(&c, i);
         else if (tj_lower_reduce_inline(g, nd, &nout, &K)) lower_reduce(&c, i, nout, K);
         else if (matmul_direct(g, nd)) lower_matmul(&c, i);
         else lower_call(&c, i);
+        LLVMBuildRetVoid(c.b);
+        names[out->kernels] = k->name;
         out->kernels++;
     }
+    /* step: the kernels in order */
+    LLVMValueRef step = LLVMAddFunction(mod, "step", kty);
+    LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, step, "entry"));
+    LLVMValueRef args[2] = {LLVMGetParam(step, 0), LLVMGetParam(step, 1)};
+    for (int k = 0; k < out->kernels; k++) LLVMBuildCall2(c.b, kty, kfn[k], args, 2, "");
     LLVMBuildRetVoid(c.b);
     LLVMDisposeBuilder(c.b);
+    names[out->kernels] = "step";
     out->ir_ms = tj_now_ms() - t0;
-    const char *names[1] = {"step"};
-    void *addr[1];
+    if (texts) {
+        char *s = LLVMPrintModuleToString(mod);
+        out->ir = dup_text(s);
+        LLVMDisposeMessage(s);
+    }
     /* tj_engine_add owns tsc and mod from here, also on failure */
-    rc = tj_engine_add(tsc, mod, 1, names, addr, &out->code, &out->times, NULL, NULL);
-    if (rc) return rc;
-    out->step = (tj_step_fn)(uintptr_t)addr[0];
-    return 0;
+    rc = tj_engine_add(tsc, mod, out->kernels + 1, names, addr, &out->code, &out->times,
+                       texts ? &out->ir_opt : NULL, texts ? &out->asm_text : NULL);
+    if (rc == 0) {
+        for (int k = 0; k < out->kernels; k++) out->kernel[k].fn = (tj_step_fn)(uintptr_t)addr[k];
+        out->step = (tj_step_fn)(uintptr_t)addr[out->kernels];
+    }
+done:
+    tj_mem_free(names, sizeof(char *) * (size_t)(nk + 1));
+    tj_mem_free(addr, sizeof(void *) * (size_t)(nk + 1));
+    tj_mem_free(kfn, sizeof(LLVMValueRef) * (size_t)(nk ? nk : 1));
+    return rc;
 }

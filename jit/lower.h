@@ -8,16 +8,28 @@
 /* bufs[i]: node i's data; calls[i]: node i's call record (function.c) when not inline. */
 typedef void (*tj_step_fn)(void **bufs, void **calls);
 
+/* A kernel: one generated function `k<node>_<op>` computing one node (a loop, a BLAS
+ * call or a call of the op's kernel); step calls them in order. */
+typedef struct tj_kernel {
+    int node;
+    char name[48];
+    tj_step_fn fn;
+} tj_kernel;
+
 typedef struct tj_lowered {
     tj_jit_code *code;
     tj_step_fn step;
     tj_compile_times times;
     double ir_ms;         /* building the IR */
-    int kernels;          /* loops and calls emitted */
+    int kernels;          /* kernels emitted */
+    tj_kernel *kernel;    /* [kernels], in execution order (tj_lowered_free) */
+    char *ir, *ir_opt, *asm_text;   /* texts, when asked for (dumps) */
 } tj_lowered;
 
-/* Compiles the live nodes of g into one function; 0 or an error (TJ_ERR_JIT, OOM). */
-int  tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, tj_lowered *out);
+/* Compiles the live nodes of g into kernels and step; 0 or an error (TJ_ERR_JIT, OOM).
+ * With texts, also keeps the IR before and after optimisation and the assembly. */
+int  tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, bool texts, tj_lowered *out);
+void tj_lowered_free(tj_lowered *l);
 /* The node is generated inline (an elementwise loop), not a call of its kernel. */
 bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);
 /* A sum/max over trailing axes (size-1 dims aside), generated inline in the canonical

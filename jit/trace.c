@@ -84,6 +84,18 @@ static int node_of(tj_tracer *tr, tensor *t) {
     return map_put(tr, t->id, id) ? -1 : id;
 }
 
+/* Index of var in g->updated, adding it (with a reference) the first time; -1 on OOM. */
+static int updated_index(tj_graph *g, tensor *var) {
+    for (int i = 0; i < g->nupdated; i++)
+        if (g->updated[i] == var) return i;
+    tensor **u = tj_mem_realloc(g->updated, sizeof(tensor *) * (size_t)g->nupdated, sizeof(tensor *) * (size_t)(g->nupdated + 1));
+    if (!u) return -1;
+    g->updated = u;
+    tj_tensor_ref(var);
+    g->updated[g->nupdated] = var;
+    return g->nupdated++;
+}
+
 static int op_hook(void *ctx, int op, int nin, tensor *const *in, tensor *out, const union tj_attr *attr) {
     tj_tracer *tr = ctx;
     if (tr->failed) return 0;
@@ -95,6 +107,7 @@ static int op_hook(void *ctx, int op, int nin, tensor *const *in, tensor *out, c
     if (ids != ids_small) tj_mem_free(ids, sizeof(int) * (size_t)nin);
     if (id < 0 || map_put(tr, out->id, id)) goto oom_freed;
     tj_thread *th = tj_thread_state();
+    if (th->updating && (tr->g->nodes[id].update_of = updated_index(tr->g, th->updating)) < 0) goto oom_freed;
     if (th->grad_op) {
         tr->g->nodes[id].grad_of_op = (tj_op)(th->grad_op - 1);
         tr->g->nodes[id].grad_of = map_get(tr, th->grad_of);

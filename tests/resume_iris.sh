@@ -13,4 +13,7 @@ trap 'rm -rf "$dir"' EXIT
 cmp "$dir/straight/ckpt-10.safetensors" "$dir/split/ckpt-10.safetensors"
 # the printed losses of epochs 6-10 agree too
 diff <(grep "Total loss" "$dir/straight.txt" | tail -n 5) <(grep "Total loss" "$dir/second.txt")
+# --restore predicts with the latest checkpoint, without training: the same predictions
+"$iris" --mode "$mode" --restore --checkpoints "$dir/split" > "$dir/restored.txt"
+diff <(grep -A1 "Test set predictions" "$dir/straight.txt") <(grep -A1 "Test set predictions" "$dir/restored.txt")
 echo "resume ($mode): 10 epochs straight == 5 + restore + 5, byte for byte"

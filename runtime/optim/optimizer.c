@@ -314,7 +314,9 @@ static int apply_all(tj_optimizer *o, int n, const resolved *r) {
         for (int k = 0; k < o->nslots; k++)
             if (!(s[k] = tj_resolve(e->slot[k], op, k + 1))) return tj_error_code();
         tj_scope_begin();                     /* this variable's temporaries */
+        tj_thread_state()->updating = r->vs[i];   /* traces label these ops (dumps) */
         int rc = update(o, r->vs[i], r->gs[i], s, tj_t_cast(lr, r->vs[i]->dtype));
+        tj_thread_state()->updating = NULL;
         int rc2 = tj_scope_end();
         if (rc || rc2) return rc ? rc : rc2;
     }
