@@ -193,7 +193,10 @@ void         tj_set_mode(tj_mode m);
 tj_mode      tj_get_mode(void);
 
 tj_function *tj_function_new(const char *name, tj_fn fn, void *user);   /* NULL name: "fn" */
-/* Calls f; outputs join the caller's scope. Returns 0, fn's error, or a tracing error. */
+/* Calls f; outputs join the caller's scope. Returns 0, fn's error, or a tracing error.
+ * A call with more than 16 inputs or 64 outputs, or made while another function traces
+ * (nested functions are inlined), runs eagerly. A tj_function is used by one thread at a
+ * time; different functions may be called from different threads. */
 int          tj_function_call(tj_function *f, int n_in, tj_tensor *const *in,
                               int n_out, tj_tensor **out);
 void         tj_function_free(tj_function *f);

@@ -10,8 +10,7 @@
 #include <llvm-c/Core.h>
 #include <llvm-c/Orc.h>
 
-typedef struct tj_jit_code tj_jit_code;          /* one compiled module: its resource tracker */
-typedef struct tj_compile_times { double passes_ms, codegen_ms; } tj_compile_times;
+#include "lowered.h"   /* tj_jit_code (one compiled module: its resource tracker), tj_compile_times */
 
 /* 0, or TJ_ERR_JIT saying why the JIT cannot be used (no native target, LLVM error, bad
  * TJ_JIT_OPT, process exiting). Creates the LLJIT on first call; afterwards cheap. */

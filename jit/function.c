@@ -115,7 +115,8 @@ struct tj_function {
     const char *last_path;
 };
 
-#define MAX_IN 16             /* inputs of a compiled signature; more run eagerly */
+#define MAX_IN 16             /* inputs and outputs of a compiled signature; more run eagerly */
+#define MAX_OUT 64
 
 tj_function *tj_function_new(const char *name, tj_fn fn, void *user) {
     if (!fn) return tj_err(TJ_ERR_ARG, "function_new: fn is NULL"), NULL;
@@ -448,13 +449,13 @@ static int check_call(tj_function *f, sig *s, int n_in, tj_tensor *const *in_h, 
     tj_tracer *tr = rc ? NULL : tj_trace_begin(f->name, n_in, in, true, &f->warned_read);
     if (!tr) { saved_free(&before); return rc ? rc : TJ_ERR_OOM; }
     rc = f->fn(f->user, n_in, in_h, n_out, out);
-    tensor *outs[64];
-    bool ok = rc == 0 && n_out <= 64;
+    tensor *outs[MAX_OUT];
+    bool ok = rc == 0;
     for (int i = 0; ok && i < n_out; i++) ok = (outs[i] = tj_resolve(out[i], f->name, i + 1)) != NULL;
     tj_graph *eg = tj_trace_end(tr, n_out, outs, ok);
     if (rc || !eg) { saved_free(&before); tj_graph_free(eg); return rc ? rc : tj_error_code(); }
     uint64_t offset_after = th->rng_offset;
-    tj_tensor *cout[64];
+    tj_tensor *cout[MAX_OUT];
     if (!(rc = saved_take(s->g, &after)) && !(rc = saved_restore(&before))) {
         th->rng_seed = seed;
         th->rng_offset = offset;
@@ -498,8 +499,8 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     tj_tracer *tr = tj_trace_begin(f->name, n_in, in, false, &f->warned_read);
     if (!tr) return TJ_ERR_OOM;
     int rc = f->fn(f->user, n_in, in_h, n_out, out);
-    tensor *outs[64];
-    bool ok = rc == 0 && n_out <= 64;
+    tensor *outs[MAX_OUT];
+    bool ok = rc == 0;
     for (int i = 0; ok && i < n_out; i++) ok = (outs[i] = tj_resolve(out[i], f->name, i + 1)) != NULL;
     tj_graph *g = tj_trace_end(tr, n_out, outs, ok);
     f->traces++;
@@ -551,7 +552,7 @@ int tj_function_call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out
     for (int i = 0; i < n_out; i++) out[i] = NULL;
     tj_mode m = tj_get_mode();
     tj_thread *th = tj_thread_state();
-    if (m == TJ_MODE_EAGER || th->trace || n_in > MAX_IN)   /* inside a trace: inline */
+    if (m == TJ_MODE_EAGER || th->trace || n_in > MAX_IN || n_out > MAX_OUT)   /* inside a trace: inline */
         return call_eager(f, n_in, in_h, n_out, out);
     tensor *in[MAX_IN];
     if (!tj_resolve_args(f->name, n_in, in_h, in)) return tj_error_code();

@@ -2,29 +2,8 @@
 #ifndef TJ_LOWER_H
 #define TJ_LOWER_H
 
-#include "graph.h"
+#include "lowered.h"
 #include "engine.h"
-
-/* bufs[i]: node i's data; calls[i]: node i's call record (function.c) when not inline. */
-typedef void (*tj_step_fn)(void **bufs, void **calls);
-
-/* A kernel: one generated function `k<node>_<op>` computing one node (a loop, a BLAS
- * call or a call of the op's kernel); step calls them in order. */
-typedef struct tj_kernel {
-    int node;
-    char name[48];
-    tj_step_fn fn;
-} tj_kernel;
-
-typedef struct tj_lowered {
-    tj_jit_code *code;
-    tj_step_fn step;
-    tj_compile_times times;
-    double ir_ms;         /* building the IR */
-    int kernels;          /* kernels emitted */
-    tj_kernel *kernel;    /* [kernels], in execution order (tj_lowered_free) */
-    char *ir, *ir_opt, *asm_text;   /* texts, when asked for (dumps) */
-} tj_lowered;
 
 /* Compiles the live nodes of g into kernels and step; 0 or an error (TJ_ERR_JIT, OOM).
  * With texts, also keeps the IR before and after optimisation and the assembly. */

@@ -22,6 +22,8 @@ Suite *nn_suite(void);
 Suite *optim_suite(void);
 Suite *data_suite(void);
 Suite *io_suite(void);
+Suite *profile_suite(void);
+Suite *dump_suite(void);
 
 /* Asserts the first error's code and that its message contains `part`, then clears it. */
 #define ck_assert_error(code, part)                                                   \

@@ -5,6 +5,7 @@
  * op's gradient rule, which uses ops, so another tape may record it (higher order).
  * A tape holds references to everything it recorded and clears its bit when freed. */
 #include "ops/op.h"
+#include "core/profile.h"
 
 #include <string.h>
 
@@ -87,6 +88,7 @@ static int add_node(tj_tape *tape, tj_op op, int nin, tensor *const *in, tensor 
 }
 
 int tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr) {
+    if (tj_profile_on()) tj_profile_op(tj_ops[op]->name, nin, in, out);   /* eager only: compiled steps never record */
     tj_thread *th = tj_thread_state();
     if (th->trace && th->trace->op(th->tracer, (int)op, nin, in, out, attr)) return TJ_ERR_OOM;
     uint32_t rec = th->no_grad ? 0 : th->recording;

@@ -1,6 +1,7 @@
 /* error.c: the per-thread first error (code and message) and the memory hook.
  * The first error since tj_clear_error wins; later ones are dropped, so a chain of ops
  * reports where it first went wrong. Nothing here prints or aborts. */
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #include "core.h"
 
 #include <stdio.h>
@@ -25,7 +26,7 @@ int tj_err(tj_error code, const char *fmt, ...) {
 bool        tj_has_error(void) { return err_code != 0; }
 double tj_now_ms(void) {
     struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 

@@ -4,6 +4,7 @@
  * a tape record can keep a value whose handle is gone. Handle slots are never reused
  * with the same generation, so a stale handle is always detected. */
 #include "core.h"
+#include "profile.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -275,6 +276,7 @@ tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape) {
         tj_mem_free(st, st->block);
         return NULL;
     }
+    if (tj_profile_on()) tj_profile_op_begin(t);   /* an op's start: its kernel runs next */
     return t;
 }
 
