@@ -207,7 +207,7 @@ int          tj_function_traces(const tj_function *f);      /* signatures traced
  * eager fallback, or past the retrace limit). */
 const char  *tj_function_last_path(const tj_function *f);
 /* Dumps of every stage for the signatures f traces from now on, into dir/<name>/
- * (<signature>.trace.txt, .graph.txt, .fusion.txt, .ll, .opt.ll, .s, .dot, .stats.txt).
+ * (<signature>.trace.txt, .graph.txt, .fusion.txt, .llvm.ll, .llvm-opt.ll, .asm.s, .dot, .stats.txt).
  * what: a comma list of trace, graph, fusion, llvm, asm, dot, stats, or "all". The env
  * variables TJ_DUMP=<what> and TJ_DUMP_DIR=<dir> do the same for every function. */
 int          tj_function_dump(tj_function *f, const char *dir, const char *what);

@@ -7,10 +7,7 @@
  * (fusion, llvm, asm) are skipped. Layouts of the files: dump.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "dump.h"
-#ifdef TJ_HAVE_JIT
-#include "lower.h"
-#include "core/blas.h"
-#endif
+#include "lowered.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -500,74 +497,9 @@ static void graph_text(sbuf *b, const tj_graph *g, const bool *live, const char 
     sb_footer(b, g, true);
 }
 
-/* ---- kernels (the lowering's view; mirrors lower.c) ---------------------------------------- */
-
-typedef enum { K_LOOP, K_REDUCE, K_BLAS, K_CALL, K_VIEW } kkind;
+/* ---- kernels (kernels.c decides what each node becomes) ---------------------------------------- */
 
 #ifdef TJ_HAVE_JIT
-/* lower.c's matmul_direct: f32/f64 with the BLAS symbol, matching batch dims, <= 64 batches. */
-static bool blas_direct(const tj_graph *g, const tj_gnode *nd) {
-    if (nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
-    if (!(nd->dtype == TJ_F32 ? tj_blas_sgemm_symbol() : tj_blas_dgemm_symbol())) return false;
-    const tj_shape *a = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape, *b = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;
-    int r = nd->shape.ndim;
-    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = a->dim[a->ndim - 1];
-    if (m <= 0 || n <= 0 || k <= 0 || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
-    if (a->ndim != r || b->ndim != r) return false;
-    for (int d = 0; d < r - 2; d++)
-        if (a->dim[d] != nd->shape.dim[d] || b->dim[d] != nd->shape.dim[d]) return false;
-    return nd->numel / (m * n) <= 64;
-}
-
-static kkind kernel_kind(const tj_graph *g, const tj_gnode *nd) {
-    int64_t nout, K;
-    if (tj_lower_is_view(nd)) return K_VIEW;
-    if (tj_lower_inline(g, nd)) return K_LOOP;
-    if (tj_lower_reduce_inline(g, nd, &nout, &K)) return K_REDUCE;
-    if (blas_direct(g, nd)) return K_BLAS;
-    return K_CALL;
-}
-
-/* lower.c's fold_dims: the loop nest of an elementwise node, size-1 dims dropped and
- * contiguous dims merged; st[k][d]: input k's stride along dim d (0: broadcast). */
-typedef struct loopdims { int nd, nin; int64_t dim[TJ_MAX_DIMS], st[3][TJ_MAX_DIMS]; } loopdims;
-
-static void loop_dims(const tj_graph *g, const tj_gnode *nd, loopdims *e) {
-    memset(e, 0, sizeof *e);
-    e->nin = nd->nin < 3 ? nd->nin : 3;
-    const tj_shape *os = &nd->shape;
-    for (int d = 0; d < os->ndim; d++) {
-        if (os->dim[d] == 1) continue;
-        e->dim[e->nd] = os->dim[d];
-        for (int k = 0; k < e->nin; k++) {
-            const tj_shape *is = &g->nodes[tj_graph_resolve(g, nd->in[k])].shape;
-            int di = d - (os->ndim - is->ndim);
-            int64_t st = 0;
-            if (di >= 0 && is->dim[di] != 1) {
-                st = 1;
-                for (int q = di + 1; q < is->ndim; q++) st *= is->dim[q];
-            }
-            e->st[k][e->nd] = st;
-        }
-        e->nd++;
-    }
-    int n = 0;
-    for (int d = 0; d < e->nd; d++) {
-        bool fold = n > 0;
-        for (int k = 0; k < e->nin && fold; k++) fold = e->st[k][n - 1] == e->st[k][d] * e->dim[d];
-        if (fold) {
-            e->dim[n - 1] *= e->dim[d];
-            for (int k = 0; k < e->nin; k++) e->st[k][n - 1] = e->st[k][d];
-        } else {
-            e->dim[n] = e->dim[d];
-            for (int k = 0; k < e->nin; k++) e->st[k][n] = e->st[k][d];
-            n++;
-        }
-    }
-    if (n == 0) { e->dim[0] = 1; n = 1; }
-    e->nd = n;
-}
-
 /* Estimated arithmetic of one node: one per output element for elementwise ops (exp,
  * tanh, pow... count one too), one per input element for reductions and scatter_add,
  * 2 m n k per matmul, none for data movement (transpose, slice, gather, rand, ...). */
@@ -687,13 +619,13 @@ static void sb_users(sbuf *b, const tj_graph *g, const users *u, int id) {
     sb_puts(b, n ? "\n" : "nothing\n");
 }
 
-static const char *kind_name(kkind k) {
+static const char *kind_name(tj_kernel_kind k) {
     switch (k) {
-    case K_LOOP: return "vector loop";
-    case K_REDUCE: return "reduction";
-    case K_BLAS: return "BLAS call";
-    case K_CALL: return "kernel call";
-    case K_VIEW: return "view";
+    case TJ_KERNEL_LOOP: return "vector loop";
+    case TJ_KERNEL_REDUCE: return "reduction";
+    case TJ_KERNEL_BLAS: return "BLAS call";
+    case TJ_KERNEL_CALL: return "kernel call";
+    case TJ_KERNEL_VIEW: return "view";
     }
     return "?";
 }
@@ -722,8 +654,8 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
         if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
-        kkind kk = kernel_kind(g, nd);
-        if (kk == K_VIEW) {
+        tj_kernel_kind kk = tj_kernel_kind_of(g, nd);
+        if (kk == TJ_KERNEL_VIEW) {
             sb_printf(b, "\nview %%%d %s  (no code: shares the buffer of %%%d)\n", i, tj_ops[nd->op]->name,
                       tj_graph_resolve(g, nd->in[0]));
             sb_puts(b, "  output   ");
@@ -740,9 +672,9 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         sb_puts(b, "\n  space    ");
         const tj_gnode *x = nd->nin > 0 ? &g->nodes[tj_graph_resolve(g, nd->in[0])] : NULL;
         switch (kk) {
-        case K_LOOP: {
-            loopdims e;
-            loop_dims(g, nd, &e);
+        case TJ_KERNEL_LOOP: {
+            tj_loop_dims e;
+            tj_kernel_loop_dims(g, nd, &e);
             for (int d = 0; d < e.nd; d++) sb_printf(b, d ? " x %lld" : "%lld", (long long)e.dim[d]);
             sb_puts(b, " (from ");
             sb_shape(b, &nd->shape);
@@ -755,13 +687,13 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             }
             break;
         }
-        case K_REDUCE: {
+        case TJ_KERNEL_REDUCE: {
             int64_t nout = 0, K = 0;
             tj_lower_reduce_inline(g, nd, &nout, &K);
             sb_printf(b, "%lld output%s x %lld values", (long long)nout, plural(nout), (long long)K);
             break;
         }
-        case K_BLAS: {
+        case TJ_KERNEL_BLAS: {
             int r = nd->shape.ndim;
             int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk2 = x->shape.dim[x->shape.ndim - 1];
             sb_printf(b, "m %lld, n %lld, k %lld, %lld batch%s; %s", (long long)m, (long long)n, (long long)kk2,
@@ -769,13 +701,13 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                       nd->dtype == TJ_F64 ? "cblas_dgemm" : "cblas_sgemm");
             break;
         }
-        case K_CALL:
+        case TJ_KERNEL_CALL:
             sb_puts(b, "the eager kernel of ");
             sb_puts(b, tj_ops[nd->op]->name);
             sb_puts(b, " over ");
             sb_shape(b, &nd->shape);
             break;
-        case K_VIEW: break;
+        case TJ_KERNEL_VIEW: break;
         }
         sb_puts(b, "\n  inputs   ");
         int64_t rd = 0;
@@ -951,7 +883,7 @@ static void dot_text(sbuf *b, const tj_graph *g, const bool *live, const struct 
             const tj_kernel *k = &low->kernel[kmap[i]];
             if (k->node != i) continue;   /* a kernel's cluster is drawn at its first node */
             sb_printf(b, "  subgraph cluster_k%d {\n    label=\"%s\\n%s\";\n    style=rounded;\n", i, k->name,
-                      kind_name(kernel_kind(g, nd)));
+                      kind_name(tj_kernel_kind_of(g, nd)));
             int ids[64], n = kernel_ops(k, ids, 64);
             for (int j = 0; j < n; j++) dot_node(b, g, ids[j], "    ", false);
             sb_puts(b, "  }\n");
@@ -1025,16 +957,16 @@ int tj_dump_compiled(const char *dir, const char *fname, int sig, unsigned what,
     if (low && (what & TJ_DUMP_LLVM) && low->ir && low->ir_opt) {
         sbuf b = {0};
         annotate(&b, low->ir, ";", false, g, low, kmap, fname, sig, "LLVM IR before optimisation");
-        dout_write(&o, ".ll", &b);
+        dout_write(&o, ".llvm.ll", &b);
         annotate(&b, low->ir_opt, ";", false, g, low, kmap, fname, sig, "LLVM IR after optimisation");
-        dout_write(&o, ".opt.ll", &b);
+        dout_write(&o, ".llvm-opt.ll", &b);
     }
     if (low && (what & TJ_DUMP_ASM) && low->asm_text) {
         sbuf b = {0};
         char cmt[8];
         asm_comment(low->asm_text, cmt, sizeof cmt);
         annotate(&b, low->asm_text, cmt, true, g, low, kmap, fname, sig, "assembly");
-        dout_write(&o, ".s", &b);
+        dout_write(&o, ".asm.s", &b);
     }
 #endif
     if (what & TJ_DUMP_DOT) {

@@ -27,7 +27,7 @@
  *                     views need no code), iteration space, inputs, output, users, bytes
  *                     and flops (estimates, defined in the file's header) and why the
  *                     group ends there.
- *   <sig>.ll, .opt.ll TJ_DUMP_LLVM: LLVM's IR before and after optimisation, each kernel's
+ *   <sig>.llvm.ll, .llvm-opt.ll TJ_DUMP_LLVM: LLVM's IR before and after optimisation, each kernel's
  *                     define preceded by "; k12_mul: trace ids 12 (mul <- gradient of tanh,
  *                     node 9)"; <sig>.s (TJ_DUMP_ASM): the assembly, commented the same way.
  *   <sig>.dot         TJ_DUMP_DOT: Graphviz, the graph after the passes with one
@@ -56,7 +56,7 @@ int  tj_dump_trace(const char *dir, const char *fname, int sig, unsigned what, c
 
 struct tj_lowered;
 struct tj_compile_stats;
-/* Everything after the passes that what asks for: graph, fusion, llvm (.ll and .opt.ll),
+/* Everything after the passes that what asks for: graph, fusion, llvm (.llvm.ll and .llvm-opt.ll),
  * asm, dot, stats. live: tj_graph_live's marks; low's texts are present when what asks
  * for llvm or asm (low NULL: no fusion, llvm or asm files; the DOT graph has no clusters).
  * Every file asked for is attempted; the first error is returned (TJ_ERR_IO naming the

@@ -302,9 +302,10 @@ static int sig_compile(tj_function *f, sig *s) {
         tj_profile_event("compile", "LLVM optimisation", b, c, NULL);
         tj_profile_event("compile", "codegen", c, c + s->stats.codegen_ms, NULL);
     }
+    int before = tj_error_code();
     if (what && tj_dump_compiled(dir, f->name, s->index, what, s->g, s->live, &s->low, &s->stats, s->arena_bytes)) {
         warn("%s: could not write the dumps: %s", f->name, tj_last_error());
-        tj_clear_error();
+        if (!before) tj_clear_error();      /* a dump is a side product: the call goes on */
     }
     return 0;
 }
@@ -518,9 +519,10 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     if (tj_profile_on()) tj_profile_event("compile", "trace", t0, t0 + s->stats.trace_ms, NULL);
     const char *dir;
     unsigned what = dump_what(f, &dir);
+    int before = tj_error_code();
     if (what && tj_dump_trace(dir, f->name, s->index, what, g)) {
         warn("%s: could not write the trace dump: %s", f->name, tj_last_error());
-        tj_clear_error();
+        if (!before) tj_clear_error();      /* a dump is a side product: the call goes on */
     }
     for (int i = 0; i < n_in; i++) { s->dt[i] = in[i]->dtype; s->shape[i] = in[i]->shape; }
     s->next = f->sigs;

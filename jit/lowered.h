@@ -29,4 +29,21 @@ typedef struct tj_lowered {
     char *ir, *ir_opt, *asm_text;   /* texts, when asked for (dumps) */
 } tj_lowered;
 
+typedef enum { TJ_KERNEL_VIEW, TJ_KERNEL_LOOP, TJ_KERNEL_REDUCE, TJ_KERNEL_BLAS, TJ_KERNEL_CALL } tj_kernel_kind;
+tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
+
+/* The loop nest of an elementwise node: output dims with size-1 dims dropped and
+ * contiguous dims merged; st[k][d] is input k's stride along dim d (0 where broadcast). */
+typedef struct tj_loop_dims { int nd, nin; int64_t dim[TJ_MAX_DIMS], st[3][TJ_MAX_DIMS]; } tj_loop_dims;
+void tj_kernel_loop_dims(const tj_graph *g, const tj_gnode *nd, tj_loop_dims *e);
+
+/* The node is generated inline (an elementwise loop), not a call of its kernel. */
+bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);
+/* A sum/max over trailing axes (size-1 dims aside), generated inline in the canonical
+ * order: nout outputs of K values each; it needs scratch for ceil(K / 4096) values
+ * (calls[i] points at it). */
+bool tj_lower_reduce_inline(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K);
+/* The node shares its input's buffer (reshape, stop_gradient): no code. */
+bool tj_lower_is_view(const tj_gnode *nd);
+
 #endif

@@ -225,7 +225,7 @@ static int kernel_names(const char *fusion, char names[][48], int max) {
 
 /* Every file of dir a/<FNAME> but .stats.txt equals its twin in b, byte for byte. */
 static void same_dumps(const char *a, const char *b) {
-    static const char *const leaves[] = {"0.trace.txt", "0.graph.txt", "0.fusion.txt", "0.ll", "0.opt.ll", "0.s", "0.dot"};
+    static const char *const leaves[] = {"0.trace.txt", "0.graph.txt", "0.fusion.txt", "0.llvm.ll", "0.llvm-opt.ll", "0.asm.s", "0.dot"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) {
         size_t na, nb;
         char *x = slurp(file_in(a, FNAME, leaves[i]), &na), *y = slurp(file_in(b, FNAME, leaves[i]), &nb);
@@ -310,8 +310,8 @@ START_TEST(test_golden) {
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) check_golden(d, leaves[i]);
 
     /* IR and assembly: before each kernel, a comment with its trace ids, then its definition */
-    char *fusion = slurp(file_in(d, FNAME, "0.fusion.txt"), NULL), *ll = slurp(file_in(d, FNAME, "0.ll"), NULL);
-    char *opt = slurp(file_in(d, FNAME, "0.opt.ll"), NULL), *s = slurp(file_in(d, FNAME, "0.s"), NULL);
+    char *fusion = slurp(file_in(d, FNAME, "0.fusion.txt"), NULL), *ll = slurp(file_in(d, FNAME, "0.llvm.ll"), NULL);
+    char *opt = slurp(file_in(d, FNAME, "0.llvm-opt.ll"), NULL), *s = slurp(file_in(d, FNAME, "0.asm.s"), NULL);
     ck_assert(fusion && ll && opt && s);
     char names[64][48];
     int n = kernel_names(fusion, names, 64);
@@ -323,7 +323,7 @@ START_TEST(test_golden) {
         snprintf(label, sizeof label, "\n%.47s:", names[i]);
         for (int t = 0; t < 2; t++) {
             const char *text = t ? opt : ll, *c = strstr(text, cmt), *df = strstr(text, def);
-            ck_assert_msg(c && df && c < df, "%s: no comment before the definition of %s", t ? ".opt.ll" : ".ll", names[i]);
+            ck_assert_msg(c && df && c < df, "%s: no comment before the definition of %s", t ? ".llvm-opt.ll" : ".llvm.ll", names[i]);
         }
         snprintf(cmt, sizeof cmt, "\n# %.47s: trace ids ", names[i]);
         const char *c = strstr(s, cmt), *l = strstr(s, label);
@@ -368,7 +368,7 @@ START_TEST(test_origins) {
     ck_assert_ptr_nonnull(strstr(g, "(mul: an exact identity)  <- gradient of tanh (node 5)\n"));
     ck_assert_ptr_nonnull(strstr(fu, "kernel k26_sub  (vector loop)\n  ops      trace ids 26 (sub <- optimizer update of a)\n"));
     ck_assert_ptr_nonnull(strstr(fu, "ends     fusion not implemented (issue 5)"));
-    ck_assert(!exists(file_in(d, FNAME, "0.ll")) && !exists(file_in(d, FNAME, "0.dot")));   /* not asked for */
+    ck_assert(!exists(file_in(d, FNAME, "0.llvm.ll")) && !exists(file_in(d, FNAME, "0.dot")));   /* not asked for */
     free(t);
     free(g);
     free(fu);
@@ -516,7 +516,7 @@ START_TEST(test_oom) {
         tj_clear_error();
     }
     ck_assert_int_gt(n, 10);
-    ck_assert(exists(file_in(d, FNAME, "0.s")) && exists(file_in(d, FNAME, "0.stats.txt")));
+    ck_assert(exists(file_in(d, FNAME, "0.asm.s")) && exists(file_in(d, FNAME, "0.stats.txt")));
     tj_lowered_free(&low);
     free(live);
     tj_graph_free(g);
@@ -535,7 +535,7 @@ START_TEST(test_env) {
     setenv("TJ_DUMP_DIR", d, 1);
     run_model(NULL, NULL, 4, 2);
     ck_assert(exists(file_in(d, FNAME, "0.trace.txt")) && exists(file_in(d, FNAME, "0.fusion.txt")));
-    ck_assert(!exists(file_in(d, FNAME, "0.graph.txt")) && !exists(file_in(d, FNAME, "0.ll")));
+    ck_assert(!exists(file_in(d, FNAME, "0.graph.txt")) && !exists(file_in(d, FNAME, "0.llvm.ll")));
     /* read for every new signature: a changed environment applies to the next one */
     setenv("TJ_DUMP", "graph", 1);
     run_model(NULL, NULL, 4, 2);

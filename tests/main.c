@@ -24,6 +24,7 @@ int main(void) {
     srunner_add_suite(sr, data_suite());
     srunner_add_suite(sr, io_suite());
     srunner_add_suite(sr, profile_suite());
+    srunner_add_suite(sr, dump_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -134,7 +134,7 @@ static long sig_of(const char *name, const char **ext) {
     return v;
 }
 
-static const char *const known_ext[] = {"trace.txt", "graph.txt", "fusion.txt", "ll", "opt.ll", "s", "dot", "stats.txt"};
+static const char *const known_ext[] = {"trace.txt", "graph.txt", "fusion.txt", "llvm.ll", "llvm-opt.ll", "asm.s", "dot", "stats.txt"};
 enum { NEXT = sizeof known_ext / sizeof known_ext[0] };
 
 static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
