@@ -1,15 +1,9 @@
-/* lower_reduce.c: runtime/math/reduce.h (the block rule) and the block recursion of
- * runtime/ops/reduce.c (run_reduce, reduce_values) as LLVM IR.
- * TJ_REDUCE_BLOCK_FN's acc[TJ_REDUCE_LANES] is one <16 x T> value: the loop over full
- * groups combines a <16 x T> load into it (lane l takes x[i + l], in order); the partial
- * last group is loaded element by element into the low lanes of an identity vector,
- * combined, and only those lanes are taken into acc (a shufflevector), so lanes past the
- * end keep their value exactly; the tree acc[l] op= acc[l + w], w = 8, 4, 2, 1, is the low
- * half of the vector combined with its high half, halving the width each step. The combine
- * is the C macro's expression, with a = acc lane and v = the new value, operands in that
- * order: sum a + v (fadd; int: add, which wraps), max (v > a || v != v) ? v : a (fcmp ogt,
- * fcmp uno, or, select; int: icmp sgt, select). No calls, no intrinsics, no fast-math flags.
- * If reduce.h or reduce.c changes, this file changes with it. */
+/* lower_reduce.c: runtime/math/reduce.h (the block rule) and runtime/ops/reduce.c's block
+ * recursion as LLVM IR. acc[16] is one <16 x T> value: full groups combine a vector load;
+ * the partial last group fills only the low lanes (the rest keep their value); the tree
+ * acc[l] op= acc[l + w] halves the vector each step. The combine is the C macro's, operands
+ * in its order: sum a + v (fadd; int add wraps), max (v > a || v != v) ? v : a. No calls,
+ * no intrinsics, no fast-math flags. If reduce.h or reduce.c changes, this file follows. */
 #include "lower_reduce.h"
 #include "math/reduce.h"
 

@@ -64,25 +64,17 @@ static int identity_of(const tj_graph *g, int i) {
     int a = nd->nin > 0 ? tj_graph_resolve(g, nd->in[0]) : -1, b = nd->nin > 1 ? tj_graph_resolve(g, nd->in[1]) : -1;
     bool same_a = a >= 0 && tj_shape_equal(&g->nodes[a].shape, &nd->shape) && g->nodes[a].dtype == nd->dtype;
     bool same_b = b >= 0 && tj_shape_equal(&g->nodes[b].shape, &nd->shape) && g->nodes[b].dtype == nd->dtype;
-    switch (nd->op) {
-    case TJ_OP_MUL:
-        if (same_a && const_all(g, b, 1.0)) return a;
-        if (same_b && const_all(g, a, 1.0)) return b;
-        return -1;
-    case TJ_OP_DIV: return same_a && const_all(g, b, 1.0) ? a : -1;
-    case TJ_OP_SUB: return same_a && const_all(g, b, 0.0) ? a : -1;
-    case TJ_OP_ADD:
-        if (same_a && const_all(g, b, -0.0)) return a;
-        if (same_b && const_all(g, a, -0.0)) return b;
-        return -1;
-    case TJ_OP_NEG: {
-        const tj_gnode *x = &g->nodes[a];
-        return x->kind == TJ_N_OP && x->op == TJ_OP_NEG ? tj_graph_resolve(g, x->in[0]) : -1;
-    }
-    case TJ_OP_RESHAPE:
-    case TJ_OP_BROADCAST: return same_a ? a : -1;
-    default: return -1;
-    }
+    tj_op op = nd->op;
+    if (op == TJ_OP_MUL && same_a && const_all(g, b, 1.0)) return a;
+    if (op == TJ_OP_MUL && same_b && const_all(g, a, 1.0)) return b;
+    if (op == TJ_OP_DIV && same_a && const_all(g, b, 1.0)) return a;
+    if (op == TJ_OP_SUB && same_a && const_all(g, b, 0.0)) return a;
+    if (op == TJ_OP_ADD && same_a && const_all(g, b, -0.0)) return a;
+    if (op == TJ_OP_ADD && same_b && const_all(g, a, -0.0)) return b;
+    if (op == TJ_OP_NEG && g->nodes[a].kind == TJ_N_OP && g->nodes[a].op == TJ_OP_NEG)
+        return tj_graph_resolve(g, g->nodes[a].in[0]);
+    if ((op == TJ_OP_RESHAPE || op == TJ_OP_BROADCAST) && same_a) return a;
+    return -1;
 }
 
 static bool same_node(const tj_graph *g, const tj_gnode *x, const tj_gnode *y) {

@@ -1,14 +1,10 @@
-/* check_dump.c: the dumps of the compiled path (jit/dump.c) and the tj-dump tool.
- * A small step (y = tanh(x*a + b), loss = sum(y), the tape's gradient wrt a, an SGD update
- * of a) is dumped and its trace, graph, fusion and DOT files are compared byte for byte
- * with tests/golden/dump/tanh_step/0.*; LLVM IR and assembly depend on LLVM and the CPU, so
- * for them only the kernel comments and names are checked. Also: two runs in one process
- * and in two processes write identical files (all but .stats.txt), origins are named, bad
- * stage names and unwritable directories are errors, env TJ_DUMP / TJ_DUMP_DIR, and
- * `tj-dump DIR` / `tj-dump diff A B` on the golden directory.
- * After an intended change of the dumps, regenerate the golden files and review the diff:
- *     TJ_UPDATE_GOLDEN=1 CK_RUN_SUITE=dump ./tj_tests && git diff tests/golden
- * The tool is found beside the test binary (or at env TJ_DUMP_TOOL). */
+/* check_dump.c: the dumps (jit/dump.c) and tj-dump. A small step (tanh(x*a + b), its sum,
+ * the gradient wrt a, an SGD update) is dumped and its trace, graph, fusion and DOT files
+ * compared byte for byte with tests/golden/dump/tanh_step/0.* (LLVM IR and assembly: only
+ * the kernel comments). Also determinism across runs and processes, origins, errors, env
+ * TJ_DUMP / TJ_DUMP_DIR, and tj-dump (found beside the test binary, or env TJ_DUMP_TOOL).
+ * Regenerate the goldens after an intended change, then review the diff:
+ *     TJ_UPDATE_GOLDEN=1 CK_RUN_SUITE=dump ./tj_tests && git diff tests/golden */
 #define _XOPEN_SOURCE 700
 #include <check.h>
 #include <errno.h>

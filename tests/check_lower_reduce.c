@@ -1,18 +1,10 @@
-/* check_lower_reduce.c: the Check suite for jit/lower_reduce.c (compiled == eager, bit for bit).
- * Compiles, through jit/engine.c, functions void f(ptr x, ptr y, ptr scratch) that hold one
- * tj_lower_reduce each, for sum and max, f32/f64/i32, K (values per output) around every
- * boundary of the canonical order (groups of 16 lanes, blocks of 4096, a second level of
- * block values) and nout 1, 3, 7, and compares every output's BITS (NaN payloads included)
- * with two references: the block rule of runtime/math/reduce.h driven by this file's copy of
- * runtime/ops/reduce.c's block recursion, and the runtime's own eager tj_sum / tj_max on a
- * (nout, K) tensor. Data: random normals, widely scaled normals (any reordering of a sum
- * shows), NaNs of several payloads and signs (quiet and signalling) at the group and block
- * boundaries, +0/-0 mixes, +-inf, int32 near INT32_MAX (wrapping) and near INT32_MIN.
- * Buffers are allocated at their exact sizes (scratch NULL when K <= 4096), so ASan sees
- * any access outside them. The emitted IR must hold no call or intrinsic and no fast-math
- * flag, the optimised IR no floating-point reduce intrinsic, llvm.maximum/minimum or flag.
- * TJ_LOWER_REDUCE_VERBOSE=1 prints the counts; TJ_LOWER_REDUCE_BENCH=1 also times the JIT'd
- * f32 sum of 1M values against the eager tj_sum and the C block rule. */
+/* check_lower_reduce.c: jit/lower_reduce.c equals eager bit for bit (NaN payloads too):
+ * JIT'd sum/max, f32/f64/i32, K around every boundary of the canonical order (16 lanes,
+ * blocks of 4096, a second level) and nout 1, 3, 7, against reduce.h's block rule with a copy
+ * of reduce.c's recursion and against eager tj_sum/tj_max; normals, widely scaled values,
+ * NaNs, signed zeros, infinities, wrapping int32. Buffers have exact sizes (ASan), and the IR
+ * must hold no call, reduce intrinsic or fast-math flag. TJ_LOWER_REDUCE_VERBOSE=1 prints
+ * counts; TJ_LOWER_REDUCE_BENCH=1 times the JIT'd f32 sum of 1M values against eager. */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime for the throughput test */
 #include <check.h>
 #include <math.h>
