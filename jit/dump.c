@@ -525,10 +525,16 @@ static int64_t node_flops(const tj_graph *g, const tj_gnode *nd) {
 static int64_t node_bytes(const tj_gnode *nd) { return nd->numel * (int64_t)tj_dtype_size(nd->dtype); }
 
 /* The trace ids a kernel computes, in order (today one: issue 5 will fuse several). */
+static int count_stored(const tj_lowered *low, const tj_kernel *k) {
+    int n = 0;
+    for (int m = 0; m < k->nops; m++) n += low->stored[k->ops[m]];
+    return n;
+}
+
 static int kernel_ops(const tj_kernel *k, int *ids, int max) {
-    if (max < 1) return 0;
-    ids[0] = k->node;
-    return 1;
+    int n = k->nops < max ? k->nops : max;
+    memcpy(ids, k->ops, sizeof(int) * (size_t)n);
+    return n;
 }
 
 /* "trace ids 12 (mul <- gradient of tanh, node 9)" */
@@ -646,7 +652,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                "# none for data movement.\n");
     sb_puts(b, legend);
     sb_header(b, g, fname, sig);
-    sb_printf(b, "kernels: %d; views: %d; fusion is not implemented yet (issue 5): each kernel computes one op\n",
+    sb_printf(b, "kernels: %d; views: %d; runs of elementwise ops of one shape are fused into one loop\n",
               low->kernels, views);
     users u;
     if (users_make(&u, g, live)) { b->oom = true; return; }
@@ -665,7 +671,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             continue;
         }
         int ki = kmap[i];
-        if (ki < 0) continue;   /* cannot happen: every live op that is no view has a kernel */
+        if (ki < 0 || low->kernel[ki].node != i) continue;   /* fused ops are listed with their loop */
         const tj_kernel *k = &low->kernel[ki];
         sb_printf(b, "\nkernel %s  (%s)\n  ops      ", k->name, kind_name(kk));
         sb_kernel_ops(b, g, k);
@@ -674,14 +680,14 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         switch (kk) {
         case TJ_KERNEL_LOOP: {
             tj_loop_dims e;
-            tj_kernel_loop_dims(g, nd, &e);
+            tj_kernel_loop_dims(g, k, &e);
             for (int d = 0; d < e.nd; d++) sb_printf(b, d ? " x %lld" : "%lld", (long long)e.dim[d]);
             sb_puts(b, " (from ");
             sb_shape(b, &nd->shape);
             sb_puts(b, ")");
             if (nd->numel == 0) sb_puts(b, ", empty: no code");
             for (int q = 0; q < e.nin; q++) {
-                sb_printf(b, q ? "; %%%d [" : ", strides %%%d [", tj_graph_resolve(g, nd->in[q]));
+                sb_printf(b, q ? "; %%%d [" : ", strides %%%d [", e.in[q]);
                 for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
                 sb_puts(b, "]");
             }
@@ -709,24 +715,43 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             break;
         case TJ_KERNEL_VIEW: break;
         }
-        sb_puts(b, "\n  inputs   ");
-        int64_t rd = 0;
-        for (int q = 0; q < nd->nin; q++) {
-            int a = tj_graph_resolve(g, nd->in[q]);
-            if (q) sb_puts(b, ", ");
-            sb_io(b, g, a);
-            rd += node_bytes(&g->nodes[a]);
+        /* a loop reads its outside values and writes its stored ones; other kernels: the node */
+        int in_ids[TJ_GROUP_MAX_IN], nin = 0;
+        if (kk == TJ_KERNEL_LOOP) {
+            tj_loop_dims e;
+            tj_kernel_loop_dims(g, k, &e);
+            nin = e.nin;
+            memcpy(in_ids, e.in, sizeof(int) * (size_t)nin);
+        } else {
+            for (int q = 0; q < nd->nin && nin < TJ_GROUP_MAX_IN; q++) in_ids[nin++] = tj_graph_resolve(g, nd->in[q]);
         }
-        if (nd->nin == 0) sb_puts(b, "(none)");
+        sb_puts(b, "\n  inputs   ");
+        int64_t rd = 0, wr = 0, fl = 0;
+        for (int q = 0; q < nin; q++) {
+            if (q) sb_puts(b, ", ");
+            sb_io(b, g, in_ids[q]);
+            rd += node_bytes(&g->nodes[in_ids[q]]);
+        }
+        if (nin == 0) sb_puts(b, "(none)");
         sb_puts(b, "\n  output   ");
-        sb_io(b, g, i);
+        bool any = false;
+        for (int m = 0; m < k->nops; m++) {
+            int id = k->ops[m];
+            fl += node_flops(g, &g->nodes[id]);
+            if (!low->stored[id]) continue;
+            if (any) sb_puts(b, ", ");
+            sb_io(b, g, id);
+            wr += node_bytes(&g->nodes[id]);
+            any = true;
+        }
+        if (k->nops > 1) sb_printf(b, "  (%d of %d values stored; the rest stay in registers)", count_stored(low, k), k->nops);
         sb_puts(b, "\n");
-        sb_users(b, g, &u, i);
-        int64_t fl = node_flops(g, nd);
-        sb_printf(b, "  bytes    %lld (read %lld, write %lld)\n  flops    %lld\n", (long long)(rd + node_bytes(nd)),
-                  (long long)rd, (long long)node_bytes(nd), (long long)fl);
-        sb_puts(b, "  ends     fusion not implemented (issue 5): one op per kernel\n");
-        tbytes += rd + node_bytes(nd);
+        for (int m = 0; m < k->nops; m++)
+            if (low->stored[k->ops[m]]) sb_users(b, g, &u, k->ops[m]);
+        sb_printf(b, "  bytes    %lld (read %lld, write %lld)\n  flops    %lld\n", (long long)(rd + wr), (long long)rd,
+                  (long long)wr, (long long)fl);
+        if (k->ends) sb_printf(b, "  ends     %s\n", k->ends);
+        tbytes += rd + wr;
         tflops += fl;
     }
     sb_printf(b, "\ntotal: %d kernels, %lld bytes, %lld flops\n", low->kernels, (long long)tbytes, (long long)tflops);

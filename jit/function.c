@@ -424,6 +424,7 @@ static int report_first_node(tj_function *f, sig *s, const tj_graph *eg) {
     for (int i = 0; i < g->n && i < eg->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
         if (nd->kind != TJ_N_OP || !s->live[i] || i >= eg->capvalues || !eg->values[i]) continue;
+        if (s->low.stored && !s->low.stored[i]) continue;   /* fused: never left its registers */
         if (eg->nodes[i].op != nd->op || !tj_shape_equal(&eg->nodes[i].shape, &nd->shape))
             return tj_err(TJ_ERR_CHECK, "check: %s: this call traced differently from the compiled one at node %d "
                           "(%s vs %s): the step depends on values it read", f->name, i,

@@ -6,6 +6,7 @@
 #include "core/blas.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd) {
@@ -40,40 +41,150 @@ bool tj_lower_is_view(const tj_gnode *nd) {
 
 /* Folded loop nest of an elementwise node: dims with each input's stride (0 or the
  * row-major stride), size-1 dims dropped, contiguous dims merged, as dispatch.c does. */
-void tj_kernel_loop_dims(const tj_graph *g, const tj_gnode *nd, tj_loop_dims *e) {
+/* position of node id in k's ops, or -1 */
+static int member(const tj_kernel *k, int id) {
+    for (int i = 0; i < k->nops; i++)
+        if (k->ops[i] == id) return i;
+    return -1;
+}
+
+void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
     memset(e, 0, sizeof *e);
-    e->nin = nd->nin;
-    const tj_shape *os = &nd->shape;
+    for (int m = 0; m < k->nops; m++) {            /* the values read from outside */
+        const tj_gnode *nd = &g->nodes[k->ops[m]];
+        for (int q = 0; q < nd->nin; q++) {
+            int x = tj_graph_resolve(g, nd->in[q]);
+            bool seen = member(k, x) >= 0;
+            for (int j = 0; j < e->nin && !seen; j++) seen = e->in[j] == x;
+            if (!seen) e->in[e->nin++] = x;
+        }
+    }
+    const tj_shape *os = &g->nodes[k->node].shape;
+    int nd = 0;
     for (int d = 0; d < os->ndim; d++) {
         if (os->dim[d] == 1) continue;
-        e->dim[e->nd] = os->dim[d];
-        for (int k = 0; k < nd->nin; k++) {
-            const tj_shape *is = &g->nodes[tj_graph_resolve(g, nd->in[k])].shape;
+        e->dim[nd] = os->dim[d];
+        for (int j = 0; j < e->nin; j++) {
+            const tj_shape *is = &g->nodes[e->in[j]].shape;
             int di = d - (os->ndim - is->ndim);
             int64_t st = 0;
             if (di >= 0 && is->dim[di] != 1) {
                 st = 1;
                 for (int q = di + 1; q < is->ndim; q++) st *= is->dim[q];
             }
-            e->st[k][e->nd] = st;
+            e->st[j][nd] = st;
         }
-        e->nd++;
+        nd++;
     }
-    int n = 0;
-    for (int d = 0; d < e->nd; d++) {
+    int n = 0;                                     /* merge dims contiguous for every input */
+    for (int d = 0; d < nd; d++) {
         bool fold = n > 0;
-        for (int k = 0; k < e->nin && fold; k++) fold = e->st[k][n - 1] == e->st[k][d] * e->dim[d];
+        for (int j = 0; j < e->nin && fold; j++) fold = e->st[j][n - 1] == e->st[j][d] * e->dim[d];
         if (fold) {
             e->dim[n - 1] *= e->dim[d];
-            for (int k = 0; k < e->nin; k++) e->st[k][n - 1] = e->st[k][d];
+            for (int j = 0; j < e->nin; j++) e->st[j][n - 1] = e->st[j][d];
         } else {
             e->dim[n] = e->dim[d];
-            for (int k = 0; k < e->nin; k++) e->st[k][n] = e->st[k][d];
+            for (int j = 0; j < e->nin; j++) e->st[j][n] = e->st[j][d];
             n++;
         }
     }
     if (n == 0) { e->dim[0] = 1; n = 1; }
     e->nd = n;
+}
+
+/* Outside values a fused loop reads if node id joins it (it must stay <= the maximum). */
+static int inputs_with(const tj_graph *g, const tj_kernel *k, int id) {
+    tj_kernel t = *k;
+    t.ops[t.nops++] = id;
+    tj_loop_dims e;
+    tj_kernel_loop_dims(g, &t, &e);
+    return e.nin;
+}
+
+static bool kernel_node(const tj_graph *g, const bool *live, int i) {
+    const tj_gnode *nd = &g->nodes[i];
+    return live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd);
+}
+
+int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored) {
+    *out = NULL;
+    *n = 0;
+    tj_kernel *ks = tj_mem_calloc(sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1));
+    if (!ks) return TJ_ERR_OOM;
+    int nk = 0;
+    tj_kernel *open = NULL;                        /* the fused loop that may grow */
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (!kernel_node(g, live, i)) {
+            if (live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && open) {
+                open->ends = "a view (reshape or stop_gradient) follows";
+                open = NULL;
+            }
+            continue;
+        }
+        bool loop = tj_kernel_kind_of(g, nd) == TJ_KERNEL_LOOP;
+        if (open && loop) {
+            const tj_gnode *first = &g->nodes[open->node];
+            if (!tj_shape_equal(&first->shape, &nd->shape)) open->ends = "the next elementwise op has another shape";
+            else if (open->nops == TJ_GROUP_MAX) open->ends = "the loop holds the most ops it may";
+            else if (inputs_with(g, open, i) > TJ_GROUP_MAX_IN) open->ends = "the loop reads the most inputs it may";
+            else {
+                open->ops[open->nops++] = i;
+                continue;
+            }
+        } else if (open) {
+            open->ends = tj_kernel_kind_of(g, nd) == TJ_KERNEL_REDUCE ? "a reduction follows"
+                       : tj_kernel_kind_of(g, nd) == TJ_KERNEL_BLAS ? "a matmul (BLAS call) follows" : "an op without a loop of its own follows";
+        }
+        tj_kernel *k = &ks[nk++];
+        k->node = i;
+        k->nops = 1;
+        k->ops[0] = i;
+        k->ends = loop ? "the step ends" : NULL;
+        open = loop ? k : NULL;
+    }
+    /* stored: everything but fused values used only inside their loop */
+    for (int i = 0; i < g->n; i++) stored[i] = true;
+    int *kernel_of = tj_mem_alloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
+    if (!kernel_of) { tj_mem_free(ks, sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1)); return TJ_ERR_OOM; }
+    for (int i = 0; i < g->n; i++) kernel_of[i] = -1;
+    for (int k = 0; k < nk; k++)
+        for (int m = 0; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
+    bool *outside = tj_mem_calloc(sizeof(bool) * (size_t)(g->n ? g->n : 1));
+    if (!outside) {
+        tj_mem_free(kernel_of, sizeof(int) * (size_t)(g->n ? g->n : 1));
+        tj_mem_free(ks, sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1));
+        return TJ_ERR_OOM;
+    }
+    for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
+    for (int i = 0; i < g->nwrites; i++) outside[tj_graph_resolve(g, g->writes[i].node)] = true;
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
+        for (int q = 0; q < nd->nin; q++) {
+            int x = tj_graph_resolve(g, nd->in[q]);
+            if (kernel_of[x] >= 0 && kernel_of[x] != kernel_of[i]) outside[x] = true;
+        }
+    }
+    for (int k = 0; k < nk; k++)
+        if (ks[k].nops > 1)
+            for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
+    /* names: k<first>_<op>_<op>... (cut to fit) */
+    for (int k = 0; k < nk; k++) {
+        size_t len = (size_t)snprintf(ks[k].name, sizeof ks[k].name, "k%d", ks[k].node);
+        for (int m = 0; m < ks[k].nops && len < sizeof ks[k].name; m++)
+            len += (size_t)snprintf(ks[k].name + len, sizeof ks[k].name - len, "_%s", tj_ops[g->nodes[ks[k].ops[m]].op]->name);
+    }
+    tj_mem_free(outside, sizeof(bool) * (size_t)(g->n ? g->n : 1));
+    tj_mem_free(kernel_of, sizeof(int) * (size_t)(g->n ? g->n : 1));
+    tj_kernel *fit = tj_mem_alloc(sizeof(tj_kernel) * (size_t)(nk ? nk : 1));
+    if (fit) memcpy(fit, ks, sizeof(tj_kernel) * (size_t)nk);
+    tj_mem_free(ks, sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1));
+    if (!fit) return TJ_ERR_OOM;
+    *out = fit;
+    *n = nk;
+    return 0;
 }
 
 /* f32/f64 matmul whose batch dims match (or are absent): one cblas_?gemm call per batch

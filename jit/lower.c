@@ -182,73 +182,84 @@ static void store(lctx *c, LLVMValueRef v, LLVMValueRef p, unsigned align) {
     LLVMSetAlignment(LLVMBuildStore(c->b, v, p), align);
 }
 
-/* One elementwise node: outer dims as scalar loops, the innermost as vectors + tail. */
-static void lower_elementwise(lctx *c, int id) {
+/* A fused loop (one elementwise op or a run of them, one shape): outer dims as scalar
+ * loops, the innermost as vectors + a scalar tail. Each element goes through the ops in
+ * order, exactly as the eager kernels compute them one op at a time; values used only in
+ * the loop stay in registers, the others are stored (stored[]). */
+static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
-    const tj_gnode *nd = &g->nodes[id];
-    if (nd->numel == 0) return;
+    const tj_gnode *first = &g->nodes[k->node];
+    if (first->numel == 0) return;
     tj_loop_dims e;
-    tj_kernel_loop_dims(g, nd, &e);
-    tj_dtype dt = nd->dtype;
-    bool is_int = dt == TJ_I32, wide = dt == TJ_F64;
-    LLVMTypeRef et = elem_type(c, dt), ket[3], kvt[3];
-    unsigned esz = (unsigned)tj_dtype_size(dt), kesz[3];
-    LLVMValueRef base[3], out = buf_ptr(c, id);
-    tj_dtype kdt[3];
-    for (int k = 0; k < nd->nin; k++) {
-        const tj_gnode *x = &g->nodes[tj_graph_resolve(g, nd->in[k])];
-        base[k] = buf_ptr(c, tj_graph_resolve(g, nd->in[k]));
-        kdt[k] = x->dtype;
-        wide = wide || x->dtype == TJ_F64;
-    }
+    tj_kernel_loop_dims(g, k, &e);
+    bool wide = false;
+    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
+    for (int j = 0; j < e.nin; j++) wide = wide || g->nodes[e.in[j]].dtype == TJ_F64;
     int lanes = wide ? c->lanes / 2 : c->lanes;
-    LLVMTypeRef vt = LLVMVectorType(et, (unsigned)lanes);
-    for (int k = 0; k < nd->nin; k++) {
-        ket[k] = elem_type(c, kdt[k]);
-        kvt[k] = LLVMVectorType(ket[k], (unsigned)lanes);
-        kesz[k] = (unsigned)tj_dtype_size(kdt[k]);
+    LLVMTypeRef ket[TJ_GROUP_MAX_IN], kvt[TJ_GROUP_MAX_IN];
+    unsigned kesz[TJ_GROUP_MAX_IN];
+    LLVMValueRef base[TJ_GROUP_MAX_IN], off[TJ_GROUP_MAX_IN], rowp[TJ_GROUP_MAX_IN], scalar[TJ_GROUP_MAX_IN], splat[TJ_GROUP_MAX_IN];
+    for (int j = 0; j < e.nin; j++) {
+        tj_dtype dt = g->nodes[e.in[j]].dtype;
+        ket[j] = elem_type(c, dt);
+        kvt[j] = LLVMVectorType(ket[j], (unsigned)lanes);
+        kesz[j] = (unsigned)tj_dtype_size(dt);
+        base[j] = buf_ptr(c, e.in[j]);
+        off[j] = cint(c, 0);
     }
+    LLVMValueRef outb[TJ_GROUP_MAX];
+    for (int m = 0; m < k->nops; m++) outb[m] = stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
 
-    /* outer loops over rows; offsets of each input at the row start */
+    /* outer loops over rows; each input's offset at the row start */
     int64_t inner = e.dim[e.nd - 1];
-    LLVMValueRef off[3], oofs = cint(c, 0);
-    for (int k = 0; k < nd->nin; k++) off[k] = cint(c, 0);
+    LLVMValueRef oofs = cint(c, 0);
     loop outer[TJ_MAX_DIMS];
     for (int d = 0; d < e.nd - 1; d++) {
         outer[d] = loop_begin(c, cint(c, 0), cint(c, e.dim[d]), "row");
         int64_t ostride = 1;
         for (int q = d + 1; q < e.nd; q++) ostride *= e.dim[q];
         oofs = LLVMBuildAdd(c->b, oofs, LLVMBuildMul(c->b, outer[d].iv, cint(c, ostride), ""), "");
-        for (int k = 0; k < nd->nin; k++)
-            off[k] = LLVMBuildAdd(c->b, off[k], LLVMBuildMul(c->b, outer[d].iv, cint(c, e.st[k][d]), ""), "");
+        for (int j = 0; j < e.nin; j++)
+            off[j] = LLVMBuildAdd(c->b, off[j], LLVMBuildMul(c->b, outer[d].iv, cint(c, e.st[j][d]), ""), "");
     }
-    LLVMValueRef rowp[3], outp = gep(c, et, out, oofs), scalar[3], splat[3];
-    for (int k = 0; k < nd->nin; k++) {
-        rowp[k] = gep(c, ket[k], base[k], off[k]);
-        if (e.st[k][e.nd - 1] == 0) {            /* broadcast along the row: one value */
-            scalar[k] = load(c, ket[k], rowp[k], kesz[k]);
-            LLVMValueRef undef = LLVMGetUndef(kvt[k]), zeros[64];
+    for (int j = 0; j < e.nin; j++) {
+        rowp[j] = gep(c, ket[j], base[j], off[j]);
+        if (e.st[j][e.nd - 1] == 0) {              /* broadcast along the row: one value */
+            scalar[j] = load(c, ket[j], rowp[j], kesz[j]);
+            LLVMValueRef undef = LLVMGetUndef(kvt[j]), zeros[64];
             for (int l = 0; l < lanes; l++) zeros[l] = LLVMConstInt(c->i32, 0, 0);
-            splat[k] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, scalar[k], LLVMConstInt(c->i32, 0, 0), ""),
+            splat[j] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, scalar[j], LLVMConstInt(c->i32, 0, 0), ""),
                                               undef, LLVMConstVector(zeros, (unsigned)lanes), "");
         }
     }
     int64_t vec_end = inner - inner % lanes;
-    if (vec_end > 0) {
-        loop v = loop_begin(c, cint(c, 0), cint(c, vec_end), "vec");
-        LLVMValueRef x[3];
-        for (int k = 0; k < nd->nin; k++)
-            x[k] = e.st[k][e.nd - 1] ? load(c, kvt[k], gep(c, ket[k], rowp[k], v.iv), kesz[k]) : splat[k];
-        store(c, node_value(c, nd, kdt[0], is_int, x, vt), gep(c, et, outp, v.iv), esz);
-        loop_end(c, &v, cint(c, lanes));
-    }
-    if (vec_end < inner) {
-        loop t = loop_begin(c, cint(c, vec_end), cint(c, inner), "tail");
-        LLVMValueRef x[3];
-        for (int k = 0; k < nd->nin; k++)
-            x[k] = e.st[k][e.nd - 1] ? load(c, ket[k], gep(c, ket[k], rowp[k], t.iv), kesz[k]) : scalar[k];
-        store(c, node_value(c, nd, kdt[0], is_int, x, et), gep(c, et, outp, t.iv), esz);
-        loop_end(c, &t, cint(c, 1));
+    for (int pass = 0; pass < 2; pass++) {         /* 0: vectors, 1: the scalar tail */
+        bool vec = pass == 0;
+        int64_t lo = vec ? 0 : vec_end, hi = vec ? vec_end : inner;
+        if (lo >= hi) continue;
+        loop l = loop_begin(c, cint(c, lo), cint(c, hi), vec ? "vec" : "tail");
+        LLVMValueRef in_val[TJ_GROUP_MAX_IN], val[TJ_GROUP_MAX];
+        for (int j = 0; j < e.nin; j++)
+            in_val[j] = e.st[j][e.nd - 1] ? load(c, vec ? kvt[j] : ket[j], gep(c, ket[j], rowp[j], l.iv), kesz[j])
+                                          : vec ? splat[j] : scalar[j];
+        for (int m = 0; m < k->nops; m++) {
+            const tj_gnode *nd = &g->nodes[k->ops[m]];
+            LLVMValueRef x[3];
+            tj_dtype in_dt = nd->dtype;
+            for (int q = 0; q < nd->nin; q++) {
+                int id = tj_graph_resolve(g, nd->in[q]);
+                int pm = -1;
+                for (int p = 0; p < m && pm < 0; p++) if (k->ops[p] == id) pm = p;
+                if (pm >= 0) x[q] = val[pm];
+                else for (int j = 0; j < e.nin; j++) if (e.in[j] == id) x[q] = in_val[j];
+                if (q == 0) in_dt = g->nodes[id].dtype;
+            }
+            LLVMTypeRef et = elem_type(c, nd->dtype);
+            val[m] = node_value(c, nd, in_dt, nd->dtype == TJ_I32, x, vec ? LLVMVectorType(et, (unsigned)lanes) : et);
+            if (outb[m])
+                store(c, val[m], gep(c, et, gep(c, et, outb[m], oofs), l.iv), (unsigned)tj_dtype_size(nd->dtype));
+        }
+        loop_end(c, &l, cint(c, vec ? lanes : 1));
     }
     for (int d = e.nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
 }
@@ -303,6 +314,7 @@ static char *dup_text(const char *s) {
 void tj_lowered_free(tj_lowered *l) {
     tj_engine_free(l->code);
     tj_mem_free(l->kernel, sizeof(tj_kernel) * (size_t)l->kernels);
+    tj_mem_free(l->stored, sizeof(bool) * (size_t)(l->nnodes ? l->nnodes : 1));
     char *texts[3] = {l->ir, l->ir_opt, l->asm_text};
     for (int i = 0; i < 3; i++)
         if (texts[i]) tj_mem_free(texts[i], strlen(texts[i]) + 1);
@@ -328,45 +340,41 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
     c.call_fn = LLVMAddFunction(mod, "tj_jit_call", c.call_ty);
     c.b = LLVMCreateBuilderInContext(c.ctx);
     int nk = 0;
-    for (int i = 0; i < g->n; i++) {
-        const tj_gnode *nd = &g->nodes[i];
-        nk += live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd);
-    }
-    out->kernel = tj_mem_calloc(sizeof(tj_kernel) * (size_t)(nk ? nk : 1));
+    bool *stored = out->stored = tj_mem_alloc(sizeof(bool) * (size_t)(g->n ? g->n : 1));
+    out->nnodes = g->n;
+    rc = stored ? tj_kernel_plan(g, live, &out->kernel, &nk, stored) : TJ_ERR_OOM;
+    out->kernels = nk;
     const char **names = tj_mem_alloc(sizeof(char *) * (size_t)(nk + 1));
     void **addr = tj_mem_alloc(sizeof(void *) * (size_t)(nk + 1));
     LLVMValueRef *kfn = tj_mem_alloc(sizeof(LLVMValueRef) * (size_t)(nk ? nk : 1));
-    if (!out->kernel || !names || !addr || !kfn) {
+    if (rc || !names || !addr || !kfn) {
         rc = TJ_ERR_OOM;
         LLVMDisposeBuilder(c.b);
         LLVMDisposeModule(mod);
         LLVMOrcDisposeThreadSafeContext(tsc);
         goto done;
     }
+    out->kernels = nk;
     /* one noinline function per kernel, so dumps and profiles can name it */
     unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
-    for (int i = 0; i < g->n; i++) {
-        const tj_gnode *nd = &g->nodes[i];
-        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0 || tj_lower_is_view(nd)) continue;
-        tj_kernel *k = &out->kernel[out->kernels];
-        k->node = i;
-        snprintf(k->name, sizeof k->name, "k%d_%s", i, tj_ops[nd->op]->name);
-        c.fn = kfn[out->kernels] = LLVMAddFunction(mod, k->name, kty);
+    for (int ki = 0; ki < nk; ki++) {
+        tj_kernel *k = &out->kernel[ki];
+        const tj_gnode *nd = &g->nodes[k->node];
+        c.fn = kfn[ki] = LLVMAddFunction(mod, k->name, kty);
         LLVMAddAttributeAtIndex(c.fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c.ctx, noinline, 0));
         c.bufs = LLVMGetParam(c.fn, 0);
         c.calls = LLVMGetParam(c.fn, 1);
         LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
         int64_t nout, K;
         switch (tj_kernel_kind_of(g, nd)) {
-        case TJ_KERNEL_LOOP: lower_elementwise(&c, i); break;
-        case TJ_KERNEL_REDUCE: tj_lower_reduce_inline(g, nd, &nout, &K); lower_reduce(&c, i, nout, K); break;
-        case TJ_KERNEL_BLAS: lower_matmul(&c, i); break;
-        case TJ_KERNEL_CALL: lower_call(&c, i); break;
+        case TJ_KERNEL_LOOP: lower_loop(&c, k, stored); break;
+        case TJ_KERNEL_REDUCE: tj_lower_reduce_inline(g, nd, &nout, &K); lower_reduce(&c, k->node, nout, K); break;
+        case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;
+        case TJ_KERNEL_CALL: lower_call(&c, k->node); break;
         case TJ_KERNEL_VIEW: break;
         }
         LLVMBuildRetVoid(c.b);
-        names[out->kernels] = k->name;
-        out->kernels++;
+        names[ki] = k->name;
     }
     /* step: the kernels in order */
     LLVMValueRef step = LLVMAddFunction(mod, "step", kty);

@@ -11,11 +11,16 @@ typedef struct tj_compile_times { double passes_ms, codegen_ms; } tj_compile_tim
 /* bufs[i]: node i's data; calls[i]: node i's call record (function.c) when not inline. */
 typedef void (*tj_step_fn)(void **bufs, void **calls);
 
-/* A kernel: one generated function `k<node>_<op>` computing one node (a loop, a BLAS
- * call or a call of the op's kernel); step calls them in order. */
+/* A kernel: one generated function `k<node>_<op>[_<op>...]` (a fused elementwise loop, a
+ * reduction, a BLAS call or a call of the op's kernel); step calls them in order. */
+#define TJ_GROUP_MAX 24      /* ops in one fused loop */
+#define TJ_GROUP_MAX_IN 24   /* values a fused loop reads from outside */
 typedef struct tj_kernel {
-    int node;
-    char name[48];
+    int node;                /* its first node */
+    int nops;                /* nodes it computes, in order: ops[0..nops) */
+    int ops[TJ_GROUP_MAX];
+    const char *ends;        /* why the group ends where it does (fused loops) */
+    char name[64];
     tj_step_fn fn;
 } tj_kernel;
 
@@ -26,16 +31,30 @@ typedef struct tj_lowered {
     double ir_ms;         /* building the IR */
     int kernels;          /* kernels emitted */
     tj_kernel *kernel;    /* [kernels], in execution order (tj_lowered_free) */
+    bool *stored;         /* per node: its value is written to its buffer (fused values may not be) */
+    int nnodes;
     char *ir, *ir_opt, *asm_text;   /* texts, when asked for (dumps) */
 } tj_lowered;
 
 typedef enum { TJ_KERNEL_VIEW, TJ_KERNEL_LOOP, TJ_KERNEL_REDUCE, TJ_KERNEL_BLAS, TJ_KERNEL_CALL } tj_kernel_kind;
 tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 
-/* The loop nest of an elementwise node: output dims with size-1 dims dropped and
- * contiguous dims merged; st[k][d] is input k's stride along dim d (0 where broadcast). */
-typedef struct tj_loop_dims { int nd, nin; int64_t dim[TJ_MAX_DIMS], st[3][TJ_MAX_DIMS]; } tj_loop_dims;
-void tj_kernel_loop_dims(const tj_graph *g, const tj_gnode *nd, tj_loop_dims *e);
+/* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
+ * runs of consecutive elementwise nodes of one shape fuse into one loop; every other node
+ * is a kernel of its own. stored[i]: node i's value is written to its buffer (a fused
+ * value used only inside its loop stays in registers). 0 or OOM. */
+int  tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored);
+
+/* The loop nest of a fused loop: its shape with size-1 dims dropped and contiguous dims
+ * merged; in[k] is the k-th value it reads from outside (a node id), st[k][d] its stride
+ * along dim d (0 where broadcast). */
+typedef struct tj_loop_dims {
+    int nd, nin;
+    int64_t dim[TJ_MAX_DIMS];
+    int in[TJ_GROUP_MAX_IN];
+    int64_t st[TJ_GROUP_MAX_IN][TJ_MAX_DIMS];
+} tj_loop_dims;
+void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
 
 /* The node is generated inline (an elementwise loop), not a call of its kernel. */
 bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);

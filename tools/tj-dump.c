@@ -236,8 +236,12 @@ static void summary_fusion(const char *fdir, long sig) {
         }
     }
     printf("  kernels    %d, views %d; ops per kernel:", kernels, views);
+    const char *sep = " ";
     for (int i = 0; i < 9; i++)
-        if (hist[i]) printf(" %s%d op%s x %d", i == 8 ? ">=" : "", i, i == 1 ? "" : "s", hist[i]);
+        if (hist[i]) {
+            printf("%s%s%d op%s x %d", sep, i == 8 ? ">=" : "", i, i == 1 ? "" : "s", hist[i]);
+            sep = ", ";
+        }
     printf("\n");
     for (size_t i = 0; i < lines.n; i++) printf("%s\n", lines.v[i]);
     strs_free(&lines);
