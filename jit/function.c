@@ -323,6 +323,26 @@ static void sig_point(sig *s, tensor *const *in) {
     }
 }
 
+/* A piece of a loop kernel for the pool: rows [i*grain, (i+1)*grain). Elementwise, so the
+ * split never changes a bit. */
+typedef struct piece_job { sig *s; const tj_kernel *k; } piece_job;
+
+static void piece(void *ctx, int64_t i) {
+    const piece_job *j = ctx;
+    int64_t lo = i * j->k->grain, hi = lo + j->k->grain < j->k->range ? lo + j->k->grain : j->k->range;
+    j->k->fn(j->s->bufs, j->s->calls, lo, hi);
+}
+
+static void run_kernel(sig *s, const tj_kernel *k) {
+    int64_t pieces = (k->range + k->grain - 1) / k->grain;
+    if (pieces <= 1) {
+        k->fn(s->bufs, s->calls, 0, k->range);
+        return;
+    }
+    piece_job j = {s, k};
+    tj_parallel_for(pieces, piece, &j);
+}
+
 /* Runs the compiled step: outputs into out[] (new tensors in this scope), state writes. */
 static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
     tj_graph *g = s->g;
@@ -335,16 +355,17 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
         nd->attr.rng.offset = tj_rng_reserve(nd->numel);
     }
     s->failed = 0;
-    if (tj_profile_on()) {               /* kernel by kernel, each an event */
+    bool profile = tj_profile_on();
+    if (!profile && tj_threads() == 1) {
+        s->low.step(s->bufs, s->calls);
+    } else {                             /* kernel by kernel: big loops in pieces, events */
         double t0 = tj_now_ms();
         for (int k = 0; k < s->low.kernels; k++) {
             double a = tj_now_ms();
-            s->low.kernel[k].fn(s->bufs, s->calls);
-            tj_profile_event("kernel", s->low.kernel[k].name, a, tj_now_ms(), NULL);
+            run_kernel(s, &s->low.kernel[k]);
+            if (profile) tj_profile_event("kernel", s->low.kernel[k].name, a, tj_now_ms(), NULL);
         }
-        tj_profile_event("compiled", f->name, t0, tj_now_ms(), NULL);
-    } else {
-        s->low.step(s->bufs, s->calls);
+        if (profile) tj_profile_event("compiled", f->name, t0, tj_now_ms(), NULL);
     }
     if (s->failed) {
         if (!tj_has_error()) tj_err(TJ_ERR_OOM, "%s: compiled step failed", f->name);

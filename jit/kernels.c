@@ -170,6 +170,17 @@ int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n,
     for (int k = 0; k < nk; k++)
         if (ks[k].nops > 1)
             for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
+    /* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements */
+    for (int k = 0; k < nk; k++) {
+        ks[k].range = 1;
+        ks[k].grain = 1;
+        if (tj_kernel_kind_of(g, &g->nodes[ks[k].node]) != TJ_KERNEL_LOOP || g->nodes[ks[k].node].numel == 0) continue;
+        tj_loop_dims e;
+        tj_kernel_loop_dims(g, &ks[k], &e);
+        int64_t per_row = e.nd == 1 ? 1 : g->nodes[ks[k].node].numel / e.dim[0];
+        ks[k].range = e.dim[0];
+        ks[k].grain = per_row >= 16384 ? 1 : (16384 + per_row - 1) / per_row;
+    }
     /* names: k<first>_<op>_<op>... (cut to fit) */
     for (int k = 0; k < nk; k++) {
         size_t len = (size_t)snprintf(ks[k].name, sizeof ks[k].name, "k%d", ks[k].node);

@@ -210,12 +210,13 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     LLVMValueRef outb[TJ_GROUP_MAX];
     for (int m = 0; m < k->nops; m++) outb[m] = stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
 
-    /* outer loops over rows; each input's offset at the row start */
+    /* outer loops over rows (the outermost one over [lo, hi), a piece of the work); each
+     * input's offset at the row start */
     int64_t inner = e.dim[e.nd - 1];
-    LLVMValueRef oofs = cint(c, 0);
+    LLVMValueRef oofs = cint(c, 0), lo = LLVMGetParam(c->fn, 2), hi = LLVMGetParam(c->fn, 3);
     loop outer[TJ_MAX_DIMS];
     for (int d = 0; d < e.nd - 1; d++) {
-        outer[d] = loop_begin(c, cint(c, 0), cint(c, e.dim[d]), "row");
+        outer[d] = d == 0 ? loop_begin(c, lo, hi, "row") : loop_begin(c, cint(c, 0), cint(c, e.dim[d]), "row");
         int64_t ostride = 1;
         for (int q = d + 1; q < e.nd; q++) ostride *= e.dim[q];
         oofs = LLVMBuildAdd(c->b, oofs, LLVMBuildMul(c->b, outer[d].iv, cint(c, ostride), ""), "");
@@ -232,12 +233,13 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
                                               undef, LLVMConstVector(zeros, (unsigned)lanes), "");
         }
     }
-    int64_t vec_end = inner - inner % lanes;
+    /* a one-dimensional loop runs over elements [lo, hi) itself */
+    LLVMValueRef from = e.nd == 1 ? lo : cint(c, 0), to = e.nd == 1 ? hi : cint(c, inner);
+    LLVMValueRef span = LLVMBuildSub(c->b, to, from, "");
+    LLVMValueRef vec_end = LLVMBuildSub(c->b, to, LLVMBuildSRem(c->b, span, cint(c, lanes), ""), "");
     for (int pass = 0; pass < 2; pass++) {         /* 0: vectors, 1: the scalar tail */
         bool vec = pass == 0;
-        int64_t lo = vec ? 0 : vec_end, hi = vec ? vec_end : inner;
-        if (lo >= hi) continue;
-        loop l = loop_begin(c, cint(c, lo), cint(c, hi), vec ? "vec" : "tail");
+        loop l = loop_begin(c, vec ? from : vec_end, vec ? vec_end : to, vec ? "vec" : "tail");
         LLVMValueRef in_val[TJ_GROUP_MAX_IN], val[TJ_GROUP_MAX];
         for (int j = 0; j < e.nin; j++)
             in_val[j] = e.st[j][e.nd - 1] ? load(c, vec ? kvt[j] : ket[j], gep(c, ket[j], rowp[j], l.iv), kesz[j])
@@ -334,8 +336,9 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
     c.i32 = LLVMInt32TypeInContext(c.ctx);
     c.f32 = LLVMFloatTypeInContext(c.ctx);
     c.f64 = LLVMDoubleTypeInContext(c.ctx);
-    LLVMTypeRef params[2] = {c.ptr, c.ptr};
-    LLVMTypeRef kty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), params, 2, 0);
+    LLVMTypeRef params[4] = {c.ptr, c.ptr, c.i64, c.i64};
+    LLVMTypeRef sty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), params, 2, 0);    /* step */
+    LLVMTypeRef kty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), params, 4, 0);    /* kernels */
     c.call_ty = LLVMFunctionType(LLVMVoidTypeInContext(c.ctx), &c.ptr, 1, 0);
     c.call_fn = LLVMAddFunction(mod, "tj_jit_call", c.call_ty);
     c.b = LLVMCreateBuilderInContext(c.ctx);
@@ -377,10 +380,12 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         names[ki] = k->name;
     }
     /* step: the kernels in order */
-    LLVMValueRef step = LLVMAddFunction(mod, "step", kty);
+    LLVMValueRef step = LLVMAddFunction(mod, "step", sty);
     LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, step, "entry"));
-    LLVMValueRef args[2] = {LLVMGetParam(step, 0), LLVMGetParam(step, 1)};
-    for (int k = 0; k < out->kernels; k++) LLVMBuildCall2(c.b, kty, kfn[k], args, 2, "");
+    for (int k = 0; k < out->kernels; k++) {
+        LLVMValueRef args[4] = {LLVMGetParam(step, 0), LLVMGetParam(step, 1), cint(&c, 0), cint(&c, out->kernel[k].range)};
+        LLVMBuildCall2(c.b, kty, kfn[k], args, 4, "");
+    }
     LLVMBuildRetVoid(c.b);
     LLVMDisposeBuilder(c.b);
     names[out->kernels] = "step";
@@ -394,7 +399,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
     rc = tj_engine_add(tsc, mod, out->kernels + 1, names, addr, &out->code, &out->times,
                        texts ? &out->ir_opt : NULL, texts ? &out->asm_text : NULL);
     if (rc == 0) {
-        for (int k = 0; k < out->kernels; k++) out->kernel[k].fn = (tj_step_fn)(uintptr_t)addr[k];
+        for (int k = 0; k < out->kernels; k++) out->kernel[k].fn = (tj_kernel_fn)(uintptr_t)addr[k];
         out->step = (tj_step_fn)(uintptr_t)addr[out->kernels];
     }
 done:

@@ -15,13 +15,18 @@ typedef void (*tj_step_fn)(void **bufs, void **calls);
  * reduction, a BLAS call or a call of the op's kernel); step calls them in order. */
 #define TJ_GROUP_MAX 24      /* ops in one fused loop */
 #define TJ_GROUP_MAX_IN 24   /* values a fused loop reads from outside */
+/* A kernel computes rows [lo, hi) of its outermost loop dimension (loops; other kernels
+ * ignore the range); range is that dimension's extent, grain the rows per parallel piece. */
+typedef void (*tj_kernel_fn)(void **bufs, void **calls, int64_t lo, int64_t hi);
+
 typedef struct tj_kernel {
     int node;                /* its first node */
+    int64_t range, grain;
     int nops;                /* nodes it computes, in order: ops[0..nops) */
     int ops[TJ_GROUP_MAX];
     const char *ends;        /* why the group ends where it does (fused loops) */
     char name[64];
-    tj_step_fn fn;
+    tj_kernel_fn fn;
 } tj_kernel;
 
 typedef struct tj_lowered {

@@ -521,6 +521,43 @@ START_TEST(test_error_while_tracing) {
 }
 END_TEST
 
+/* W3's chain: y = sum(tanh(x*a + b) * sigmoid(x) + x*x) and its gradients */
+static int chain_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tape *tape = tj_tape_begin(0);
+    for (int i = 0; i < 3; i++) tj_tape_watch(tape, in[i]);
+    tj_tensor *x = in[0], *a = in[1], *b = in[2];
+    out[0] = tj_sum(tj_add(tj_mul(tj_tanh(tj_add(tj_mul(x, a), b)), tj_sigmoid(x)), tj_mul(x, x)), 0, NULL, false);
+    int rc = tj_tape_gradient(tape, out[0], 3, in, out + 1);
+    tj_tape_free(tape);
+    return rc;
+}
+
+/* Big fused loops run in pieces on the pool: the same bits with 1 and 2 threads, and as eager */
+START_TEST(test_compiled_loops_split_over_threads) {
+    tj_seed(3);
+    tj_tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = tj_rand_normal(TJ_SHAPE(300001), 0, 1);   /* pieces + a tail */
+    tj_tensor *e[4], *one[4], *two[4];
+    tj_set_mode(TJ_MODE_EAGER);
+    ck_assert_int_eq(chain_step(NULL, 3, in, 4, e), 0);
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function *f = tj_function_new("chain", chain_step, NULL);
+    ck_assert_int_eq(tj_set_threads(1), 0);
+    ck_assert_int_eq(tj_function_call(f, 3, in, 4, one), 0);
+    ck_assert_int_eq(tj_function_call(f, 3, in, 4, one), 0);
+    ck_assert_int_eq(tj_set_threads(2), 0);
+    ck_assert_int_eq(tj_function_call(f, 3, in, 4, two), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    tj_set_threads(1);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(same_bits(e[i], one[i]), "output %d: 1 thread differs from eager", i);
+        ck_assert_msg(same_bits(one[i], two[i]), "output %d: 2 threads differ from 1", i);
+    }
+    tj_function_free(f);
+}
+END_TEST
+
 /* Several threads compile and run their own functions at the same time. */
 #include <pthread.h>
 
@@ -609,6 +646,7 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_error_while_tracing);
     tcase_add_test(fn, test_compiled_gather_checks_indices);
     tcase_add_test(fn, test_threads_compile_and_run_concurrently);
+    tcase_add_test(fn, test_compiled_loops_split_over_threads);
     suite_add_tcase(s, fn);
     return s;
 #endif
