@@ -1162,6 +1162,39 @@ static TCase *tcase(Suite *s, const char *name) {
     return tc;
 }
 
+/* The default allocator reuses a freed large block for a request of the same size (eager
+ * steps allocate the same big buffers every iteration); other sizes get other blocks; a
+ * user allocator empties the cache (its blocks belong to the default one). */
+static size_t user_calls;
+static void *user_alloc(void *ud, void *p, size_t o, size_t n) {
+    (void)ud; (void)o;
+    user_calls++;
+    if (n == 0) { free(p); return NULL; }
+    return realloc(p, n);
+}
+
+START_TEST(large_blocks_are_reused) {
+    tj_set_allocator(NULL, NULL);                 /* an empty cache, whatever ran before */
+    tj_scope_begin();
+    const void *first = tj_tensor_data(tj_zeros(TJ_F32, TJ_SHAPE(1 << 20)));
+    tj_scope_end();
+    tj_scope_begin();
+    tj_tensor *other = tj_zeros(TJ_F32, TJ_SHAPE(3 << 18));                   /* another size */
+    ck_assert_ptr_ne(tj_tensor_data(other), first);
+    tj_tensor *again = tj_ones(TJ_F32, TJ_SHAPE(1 << 20));
+    ck_assert_ptr_eq(tj_tensor_data(again), first);
+    ck_assert_double_eq(tu_get(again, (1 << 20) - 1), 1.0);                  /* filled anew */
+    tj_scope_end();
+    tj_set_allocator(user_alloc, NULL);                                       /* flushes */
+    tj_scope_begin();
+    user_calls = 0;
+    tj_tensor *viauser = tj_zeros(TJ_F32, TJ_SHAPE(1 << 20));
+    ck_assert(viauser && user_calls > 0);
+    tj_scope_end();
+    tj_set_allocator(NULL, NULL);
+}
+END_TEST
+
 Suite *tensor_suite(void) {
     Suite *s = suite_create("tensor");
     TCase *tc = tcase(s, "create");
@@ -1173,6 +1206,7 @@ Suite *tensor_suite(void) {
     tcase_add_test(tc, shape_macro);
     tcase_add_test(tc, zero_size_dims);
     tcase_add_test(tc, softmax_over_empty_axis_is_empty);
+    tcase_add_test(tc, large_blocks_are_reused);
 
     tc = tcase(s, "cast");
     tcase_add_test(tc, cast_all_pairs_exact);

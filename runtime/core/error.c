@@ -1,8 +1,11 @@
 /* error.c: the per-thread first error (code and message) and the memory hook.
  * The first error since tj_clear_error wins; later ones are dropped, so a chain of ops
  * reports where it first went wrong. Nothing here prints or aborts. */
-#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
+#define _GNU_SOURCE               /* clock_gettime, malloc_usable_size */
 #include "core.h"
+
+#include <malloc.h>
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +39,65 @@ void        tj_clear_error(void) { err_code = 0; err_msg[0] = '\0'; }
 
 /* ---- the one allocation hook ------------------------------------------------------ */
 
+/* The default allocator keeps a few large freed blocks for reuse by a request of the same
+ * size: an eager step allocates the same big buffers every iteration, and fresh ones from
+ * the system cost a page fault per 4 KB (most of W3's eager time before this cache). A
+ * user's allocator bypasses it. Reuse also checks the block's real size. */
+#define CACHE_MIN ((size_t)1 << 18)           /* 256 KB and up */
+#define CACHE_SLOTS 32
+#define CACHE_CAP ((size_t)256 << 20)         /* at most 256 MB kept */
+
+static struct { void *p; size_t n; } cache[CACHE_SLOTS];
+static int ncache;
+static size_t cached;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *cache_take(size_t n) {
+    void *p = NULL;
+    pthread_mutex_lock(&cache_lock);
+    for (int i = ncache - 1; i >= 0; i--)
+        if (cache[i].n == n && malloc_usable_size(cache[i].p) >= n) {
+            p = cache[i].p;
+            cached -= n;
+            cache[i] = cache[--ncache];
+            break;
+        }
+    pthread_mutex_unlock(&cache_lock);
+    return p;
+}
+
+static bool cache_put(void *p, size_t n) {
+    bool kept = false;
+    pthread_mutex_lock(&cache_lock);
+    if (ncache < CACHE_SLOTS && cached + n <= CACHE_CAP) {
+        cache[ncache].p = p;
+        cache[ncache++].n = n;
+        cached += n;
+        kept = true;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return kept;
+}
+
+static void cache_flush(void) {
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < ncache; i++) free(cache[i].p);
+    ncache = 0;
+    cached = 0;
+    pthread_mutex_unlock(&cache_lock);
+}
+
 static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-    (void)ud; (void)osize;
-    if (nsize == 0) { free(ptr); return NULL; }
+    (void)ud;
+    if (nsize == 0) {
+        if (ptr && osize >= CACHE_MIN && cache_put(ptr, osize)) return NULL;
+        free(ptr);
+        return NULL;
+    }
+    if (!ptr && nsize >= CACHE_MIN) {
+        void *p = cache_take(nsize);
+        if (p) return p;
+    }
     return realloc(ptr, nsize);
 }
 
@@ -46,6 +105,7 @@ static tj_alloc_fn alloc_fn = default_alloc;
 static void *alloc_ud;
 
 void tj_set_allocator(tj_alloc_fn fn, void *ud) {
+    cache_flush();                  /* its blocks came from the default allocator */
     alloc_fn = fn ? fn : default_alloc;
     alloc_ud = fn ? ud : NULL;
 }
