@@ -3,7 +3,8 @@
  * w3 (an elementwise chain, forward + backward), w4 (per-op overhead), w5 (first-step
  * latency of w1/w2 in a fresh process). Each runs in eager or compiled mode.
  * Usage: tj-bench [--mode eager|jit] [--threads N] [--steps N] [--compare] [WORKLOAD...]
- * Uses the public header only; models are written with plain ops. */
+ * --compare adds the ratios, and runs the PyTorch peer (../shared/bench/torch_peer.py) in the
+ * same run when Debian's python3-torch is there. Public header only; plain-op models. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <spawn.h>
@@ -34,7 +35,29 @@ static double median(double *v, int n) {
 
 static int threads = 1, steps_override = 0;
 
+/* every figure printed, for --compare's ratios */
+typedef struct { char workload[16], mode[40], metric[40]; double value; } figure;
+static figure figs[256];
+static int nfigs;
+
+static void keep(const char *workload, const char *mode, const char *metric, double value) {
+    if (nfigs == 256) return;
+    figure *f = &figs[nfigs++];
+    snprintf(f->workload, sizeof f->workload, "%.15s", workload);
+    snprintf(f->mode, sizeof f->mode, "%.39s", mode);
+    snprintf(f->metric, sizeof f->metric, "%.39s", metric);
+    f->value = value;
+}
+
+static const figure *find(const char *workload, const char *mode, const char *metric) {
+    for (int i = 0; i < nfigs; i++)
+        if (!strcmp(figs[i].workload, workload) && !strcmp(figs[i].mode, mode) && !strcmp(figs[i].metric, metric))
+            return &figs[i];
+    return NULL;
+}
+
 static void emit(const char *workload, const char *mode, const char *metric, double value, const char *unit) {
+    keep(workload, mode, metric, value);
     printf("{\"workload\": \"%s\", \"system\": \"tapejit\", \"mode\": \"%s\", \"threads\": %d, "
            "\"metric\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
            workload, mode, threads, metric, value, unit);
@@ -352,6 +375,81 @@ static int w5(const char *self) {
     return rc;
 }
 
+/* ---- --compare: ratios, and the PyTorch peer side by side -------------------------------- */
+
+#ifndef TJ_PEER_SCRIPT
+#define TJ_PEER_SCRIPT "../shared/bench/torch_peer.py"
+#endif
+
+
+/* Runs the peer script for the time workloads asked for; keeps the median of its reps. */
+static void run_peer(const char *const *work, int nwork) {
+    const char *script = getenv("TJ_PEER") ? getenv("TJ_PEER") : TJ_PEER_SCRIPT;
+    FILE *f = fopen(script, "r");
+    if (!f || system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) {
+        fprintf(stderr, "tj-bench: PyTorch peer skipped (%s)\n", f ? "python3-torch is not installed" : "no peer script; set TJ_PEER");
+        if (f) fclose(f);
+        return;
+    }
+    fclose(f);
+    char wl[64] = "", th[16];
+    for (int i = 0; i < nwork; i++)
+        if (strcmp(work[i], "w5")) snprintf(wl + strlen(wl), sizeof wl - strlen(wl), "%s%s", wl[0] ? "," : "", work[i]);
+    snprintf(th, sizeof th, "%d", threads);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --threads %s --modes eager --workloads %s --reps 3", script, th, wl);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p) { fprintf(stderr, "tj-bench: cannot run the peer: %s\n", cmd); return; }
+    char line[1024];
+    double sum[64] = {0};
+    int count[64] = {0};
+    figure seen[64];
+    int nseen = 0;
+    while (fgets(line, sizeof line, p)) {
+        fputs(line, stdout);                                 /* the peer's own lines, as they are */
+        char w[16], m[40], metric[40];
+        double v;
+        const char *a = strstr(line, "\"workload\": \""), *b = strstr(line, "\"mode\": \""), *c = strstr(line, "\"metric\": \""),
+                   *d = strstr(line, "\"value\": ");
+        if (!a || !b || !c || !d || sscanf(a + 13, "%15[^\"]", w) != 1 || sscanf(b + 9, "%30[^\"]", m) != 1 ||
+            sscanf(c + 11, "%39[^\"]", metric) != 1 || sscanf(d + 9, "%lf", &v) != 1)
+            continue;
+        int k = 0;
+        while (k < nseen && !(strcmp(seen[k].workload, w) == 0 && strcmp(seen[k].mode, m) == 0 && strcmp(seen[k].metric, metric) == 0)) k++;
+        if (k == nseen && nseen < 64) {
+            memcpy(seen[k].workload, w, sizeof w);
+            memcpy(seen[k].mode, m, sizeof m);
+            memcpy(seen[k].metric, metric, sizeof metric);
+            nseen++;
+        }
+        if (k < 64) { sum[k] += v; count[k]++; }
+    }
+    pclose(p);
+    for (int k = 0; k < nseen; k++) {                        /* the mean of the reps' medians */
+        char mode[48];
+        snprintf(mode, sizeof mode, "pytorch-%.30s", seen[k].mode);
+        keep(seen[k].workload, mode, seen[k].metric, sum[k] / count[k]);
+    }
+}
+
+static void ratio(const char *w, const char *metric, const char *slow, const char *fast, const char *name) {
+    const figure *a = find(w, slow, metric), *b = find(w, fast, metric);
+    if (!a || !b || b->value <= 0) return;
+    printf("{\"workload\": \"%s\", \"system\": \"tapejit\", \"mode\": \"%s\", \"threads\": %d, "
+           "\"metric\": \"%s_ratio\", \"value\": %.3f, \"unit\": \"x\"}\n", w, name, threads, metric, a->value / b->value);
+}
+
+static void ratios(const char *const *work, int nwork) {
+    static const char *const metrics[] = {"step_time", "fwd_bwd_time", "ns_per_op_fwd_record", "ns_per_op_backward"};
+    for (int i = 0; i < nwork; i++)
+        for (int m = 0; m < 4; m++) {
+            ratio(work[i], metrics[m], "eager", "jit", "jit vs eager");
+            ratio(work[i], metrics[m], "pytorch-eager", "jit", "jit vs pytorch eager");
+            ratio(work[i], metrics[m], "pytorch-eager", "eager", "eager vs pytorch eager");
+        }
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static int run(const char *w, tj_mode mode, const char *self) {
@@ -406,6 +504,10 @@ int main(int argc, char **argv) {
         } else {
             rc |= run(work[i], mode, argv[0]);
         }
+    }
+    if (compare) {
+        run_peer(work, nwork);
+        ratios(work, nwork);
     }
     return rc;
 }
