@@ -175,7 +175,7 @@ void       tj_no_grad_end(void);
 
 /* ---- compiled functions (the tf.function of this runtime) -------------------------------
  * A step function (forward, tape, gradient, tj_assign updates) is traced on its first
- * call with a new signature (dtype and shape of every input, and n_out): it runs eagerly
+ * call with a new signature (dtype and shape of every input, n_out, flags): it runs eagerly
  * while every op is recorded, and those eager results are that call's results. The trace
  * is optimised, compiled to vector code with LLVM, and replayed on later calls with the
  * same signature, giving the same bits as eager. Variables read or assigned are state
@@ -199,6 +199,12 @@ tj_function *tj_function_new(const char *name, tj_fn fn, void *user);   /* NULL 
  * time; different functions may be called from different threads. */
 int          tj_function_call(tj_function *f, int n_in, tj_tensor *const *in,
                               int n_out, tj_tensor **out);
+/* The same with flags (TJ_FLAG_TRAINING, or any bits of the user's) that are part of the
+ * signature: a call with other flags traces again. fn reads them with tj_function_flags. */
+#define TJ_FLAG_TRAINING 1u
+int          tj_function_call_flags(tj_function *f, unsigned flags, int n_in, tj_tensor *const *in,
+                                    int n_out, tj_tensor **out);
+unsigned     tj_function_flags(void);   /* flags of the call running on this thread; 0 outside */
 void         tj_function_free(tj_function *f);
 /* Signatures traced beyond limit (default 8) run eagerly, with a one-time warning. */
 int          tj_function_set_retrace_limit(tj_function *f, int limit);

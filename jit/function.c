@@ -82,6 +82,7 @@ void tj_jit_call(jit_call *c) {
 typedef struct sig {
     struct sig *next;
     int n_in, n_out;
+    unsigned flags;           /* tj_function_call_flags: part of the signature */
     tj_dtype dt[16];
     tj_shape shape[16];
     tj_graph *g;
@@ -196,8 +197,13 @@ void tj_function_free(tj_function *f) {
     tj_mem_free(f, sizeof *f);
 }
 
+/* The flags of the tj_function call running on this thread (0 outside any call). */
+static _Thread_local unsigned call_flags;
+
+unsigned tj_function_flags(void) { return call_flags; }
+
 static bool sig_matches(const sig *s, int n_in, tensor *const *in, int n_out) {
-    if (s->n_in != n_in || s->n_out != n_out) return false;
+    if (s->n_in != n_in || s->n_out != n_out || s->flags != call_flags) return false;
     for (int i = 0; i < n_in; i++)
         if (s->dt[i] != in[i]->dtype || !tj_shape_equal(&s->shape[i], &in[i]->shape)) return false;
     return true;
@@ -206,6 +212,7 @@ static bool sig_matches(const sig *s, int n_in, tensor *const *in, int n_out) {
 /* "input 0 shape (10, 3) -> (6, 3)": what differs from the previous signature. */
 static void describe_change(const sig *prev, int n_in, tensor *const *in, int n_out, char *buf, size_t n) {
     char a[TJ_SHAPE_STR_MAX], b[TJ_SHAPE_STR_MAX];
+    if (prev->flags != call_flags) { snprintf(buf, n, "flags 0x%x -> 0x%x", prev->flags, call_flags); return; }
     if (prev->n_in != n_in) { snprintf(buf, n, "%d inputs -> %d", prev->n_in, n_in); return; }
     for (int i = 0; i < n_in; i++) {
         if (prev->dt[i] != in[i]->dtype) {
@@ -534,6 +541,7 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     if (!s) { tj_graph_free(g); return TJ_ERR_OOM; }
     s->n_in = n_in;
     s->n_out = n_out;
+    s->flags = call_flags;
     s->g = g;
     s->stats.trace_ms = tj_now_ms() - t0;
     s->stats.nodes = g->n;
@@ -569,7 +577,22 @@ static void compile_or_fallback(tj_function *f, sig *s) {
     s->eager = true;
 }
 
+static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_tensor **out);
+
 int tj_function_call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_tensor **out) {
+    return tj_function_call_flags(f, 0, n_in, in_h, n_out, out);
+}
+
+int tj_function_call_flags(tj_function *f, unsigned flags, int n_in, tj_tensor *const *in_h, int n_out,
+                           tj_tensor **out) {
+    unsigned outer = call_flags;     /* a nested call has its own flags */
+    call_flags = flags;
+    int rc = call(f, n_in, in_h, n_out, out);
+    call_flags = outer;
+    return rc;
+}
+
+static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_tensor **out) {
     if (!f) return tj_err(TJ_ERR_ARG, "function_call: f is NULL");
     if (n_in < 0 || n_out < 0 || (n_in && !in_h) || (n_out && !out))
         return tj_err(TJ_ERR_ARG, "%s: bad arguments: n_in %d, n_out %d", f->name, n_in, n_out);

@@ -415,6 +415,37 @@ START_TEST(test_retrace_and_limit) {
 }
 END_TEST
 
+/* dropout only when the call's flags say training */
+static int flagged_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_dropout(in[0], 0.5, tj_function_flags() & TJ_FLAG_TRAINING);
+    return 0;
+}
+
+START_TEST(test_flags_are_part_of_the_signature) {
+    tj_function *f = tj_function_new("flagged", flagged_step, NULL);
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(64)), *train[2], *eval[2];
+    ck_assert_int_eq(tj_function_flags(), 0);
+    tj_seed(1);
+    ck_assert_int_eq(tj_function_call_flags(f, TJ_FLAG_TRAINING, 1, &x, 1, &train[0]), 0);   /* traced */
+    ck_assert_int_eq(tj_function_call_flags(f, TJ_FLAG_TRAINING, 1, &x, 1, &train[1]), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    call_args ca = {f, x, NULL, -1};
+    const char *msg = stderr_of(do_call, &ca);        /* flags 0: a new signature */
+    ck_assert_int_eq(ca.rc, 0);
+    ck_assert_msg(strstr(msg, "flagged: retracing: flags 0x1 -> 0x0"), "stderr: %s", msg);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &eval[1]), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_int_eq(tj_function_traces(f), 2);
+    ck_assert(same_bits(ca.y, x) && same_bits(eval[1], x));            /* eval: identity */
+    int zeros = 0;
+    for (int i = 0; i < 64; i++) zeros += tu_get(train[1], i) == 0;
+    ck_assert(zeros > 5 && zeros < 59);                                 /* training: a mask */
+    ck_assert_int_eq(tj_function_flags(), 0);
+    tj_function_free(f);
+}
+END_TEST
+
 /* a captured tensor is a constant: its value at trace time stays in the compiled step */
 static float host_value[2] = {1, 2};
 
@@ -640,6 +671,7 @@ Suite *jit_suite(void) {
     tcase_add_checked_fixture(fn, setup, teardown);
     tcase_add_test(fn, test_state_updates_seen_by_next_call);
     tcase_add_test(fn, test_retrace_and_limit);
+    tcase_add_test(fn, test_flags_are_part_of_the_signature);
     tcase_add_test(fn, test_constants_are_frozen_and_check_mode_names_the_node);
     tcase_add_test(fn, test_check_mode_catches_frozen_control_flow);
     tcase_add_test(fn, test_eager_mode_and_errors);
