@@ -3,8 +3,8 @@
  * constant values): no addresses, clocks or hash orders, so two runs of a program write
  * identical files. Times go to <sig>.stats.txt and nowhere else. Errors are TJ_ERR_IO
  * naming the path (or OOM); nothing aborts or prints, except a one-time warning for an
- * unknown stage in env TJ_DUMP. Without TJ_HAVE_JIT the stages that need the lowering
- * (fusion, llvm, asm) are skipped. Layouts of the files: dump.h. */
+ * unknown stage in env TJ_DUMP. The stages after the lowering (fusion, llvm, asm) exist
+ * only where a signature compiled. Layouts of the files: dump.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "dump.h"
 #include "lowered.h"
@@ -499,7 +499,6 @@ static void graph_text(sbuf *b, const tj_graph *g, const bool *live, const char 
 
 /* ---- kernels (kernels.c decides what each node becomes) ---------------------------------------- */
 
-#ifdef TJ_HAVE_JIT
 /* Estimated arithmetic of one node: one per output element for elementwise ops (exp,
  * tanh, pow... count one too), one per input element for reductions and scatter_add,
  * 2 m n k per matmul, none for data movement (transpose, slice, gather, rand, ...). */
@@ -845,7 +844,6 @@ static void asm_comment(const char *text, char *cmt, size_t n) {
     while (r > text && r[-1] != ' ' && r[-1] != '\t' && r[-1] != '\n') r--;
     if (q > r && (size_t)(q - r) < n) snprintf(cmt, n, "%.*s", (int)(q - r), r);
 }
-#endif
 
 /* ---- DOT -------------------------------------------------------------------------------- */
 
@@ -903,7 +901,6 @@ static void dot_text(sbuf *b, const tj_graph *g, const bool *live, const struct 
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
         if (!live[i] && nd->kind != TJ_N_PARAM) continue;
-#ifdef TJ_HAVE_JIT
         if (low && kmap && kmap[i] >= 0) {
             const tj_kernel *k = &low->kernel[kmap[i]];
             if (k->node != i) continue;   /* a kernel's cluster is drawn at its first node */
@@ -918,10 +915,6 @@ static void dot_text(sbuf *b, const tj_graph *g, const bool *live, const struct 
             dot_node(b, g, i, "  ", true);
             continue;
         }
-#else
-        (void)low;
-        (void)kmap;
-#endif
         dot_node(b, g, i, "  ", false);
     }
     for (int i = 0; i < g->n; i++) {
@@ -965,15 +958,12 @@ int tj_dump_compiled(const char *dir, const char *fname, int sig, unsigned what,
     int rc = dout_open(&o, dir, fname, sig);
     if (rc) return rc;
     int *kmap = NULL;
-#ifdef TJ_HAVE_JIT
     if (low && !(kmap = kernel_map(g, low))) { sb_free(&o.path); return TJ_ERR_OOM; }
-#endif
     if (what & TJ_DUMP_GRAPH) {
         sbuf b = {0};
         graph_text(&b, g, live, fname, sig);
         dout_write(&o, ".graph.txt", &b);
     }
-#ifdef TJ_HAVE_JIT
     if (low && (what & TJ_DUMP_FUSION)) {
         sbuf b = {0};
         fusion_text(&b, g, live, low, kmap, fname, sig);
@@ -993,7 +983,6 @@ int tj_dump_compiled(const char *dir, const char *fname, int sig, unsigned what,
         annotate(&b, low->asm_text, cmt, true, g, low, kmap, fname, sig, "assembly");
         dout_write(&o, ".asm.s", &b);
     }
-#endif
     if (what & TJ_DUMP_DOT) {
         sbuf b = {0};
         dot_text(&b, g, live, low, kmap, fname, sig);

@@ -79,12 +79,15 @@ void tj_jit_call(jit_call *c) {
     if ((info->check && info->check(c->attr, c->in, c->out)) || tj_exec(c->op, c->attr, c->nin, c->in, c->out)) *c->failed = 1;
 }
 
+#define MAX_IN 16             /* inputs and outputs of a compiled signature; more run eagerly */
+#define MAX_OUT 64
+
 typedef struct sig {
     struct sig *next;
     int n_in, n_out;
     unsigned flags;           /* tj_function_call_flags: part of the signature */
-    tj_dtype dt[16];
-    tj_shape shape[16];
+    tj_dtype dt[MAX_IN];
+    tj_shape shape[MAX_IN];
     tj_graph *g;
     bool *live;
     bool eager;               /* could not compile: runs eagerly */
@@ -116,8 +119,6 @@ struct tj_function {
     const char *last_path;
 };
 
-#define MAX_IN 16             /* inputs and outputs of a compiled signature; more run eagerly */
-#define MAX_OUT 64
 
 tj_function *tj_function_new(const char *name, tj_fn fn, void *user) {
     if (!fn) return tj_err(TJ_ERR_ARG, "function_new: fn is NULL"), NULL;

@@ -292,8 +292,10 @@ static void lower_matmul(lctx *c, int id) {
     }
 }
 
-static void lower_reduce(lctx *c, int id, int64_t nout, int64_t K) {
+static void lower_reduce(lctx *c, int id) {
     const tj_gnode *nd = &c->g->nodes[id];
+    int64_t nout, K;
+    tj_lower_reduce_inline(c->g, nd, &nout, &K);
     LLVMValueRef idx = cint(c, id);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),
@@ -368,10 +370,9 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         c.bufs = LLVMGetParam(c.fn, 0);
         c.calls = LLVMGetParam(c.fn, 1);
         LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
-        int64_t nout, K;
         switch (tj_kernel_kind_of(g, nd)) {
         case TJ_KERNEL_LOOP: lower_loop(&c, k, stored); break;
-        case TJ_KERNEL_REDUCE: tj_lower_reduce_inline(g, nd, &nout, &K); lower_reduce(&c, k->node, nout, K); break;
+        case TJ_KERNEL_REDUCE: lower_reduce(&c, k->node); break;
         case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;
         case TJ_KERNEL_CALL: lower_call(&c, k->node); break;
         case TJ_KERNEL_VIEW: break;
