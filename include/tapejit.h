@@ -208,16 +208,28 @@ unsigned     tj_function_flags(void);   /* flags of the call running on this thr
 void         tj_function_free(tj_function *f);
 /* Signatures traced beyond limit (default 8) run eagerly, with a one-time warning. */
 int          tj_function_set_retrace_limit(tj_function *f, int limit);
+/* Compiling. By default a new signature compiles on a thread of its own while the calls
+ * run eagerly (the same bits) until its code is ready, so the first call costs only the
+ * traced eager call. Env TJ_COMPILE=sync, or tj_set_background_compile(false), compiles
+ * inside the first call instead (check mode always does). Exit waits for compiles in
+ * flight. Env TJ_CACHE_DIR=<dir> keeps compiled code on disk, keyed by a hash of the IR
+ * and the target: a process that finds its code there compiles nothing. The directory
+ * is trusted like one of shared libraries. */
+void         tj_set_background_compile(bool on);
+/* Blocks until every signature of f traced so far is compiled (or runs eagerly). */
+int          tj_function_wait(tj_function *f);
 int          tj_function_traces(const tj_function *f);      /* signatures traced so far */
-/* What the last call did: "traced", "compiled", "checked", or "eager" (mode eager, the
- * eager fallback, or past the retrace limit). */
+/* What the last call did: "traced", "compiled", "checked", "compiling" (ran eagerly while
+ * its signature compiles in the background), or "eager" (mode eager, the eager fallback,
+ * or past the retrace limit). */
 const char  *tj_function_last_path(const tj_function *f);
 /* Dumps of every stage for the signatures f traces from now on, into dir/<name>/
  * (<signature>.trace.txt, .graph.txt, .fusion.txt, .llvm.ll, .llvm-opt.ll, .asm.s, .dot, .stats.txt).
  * what: a comma list of trace, graph, fusion, llvm, asm, dot, stats, or "all". The env
  * variables TJ_DUMP=<what> and TJ_DUMP_DIR=<dir> do the same for every function. */
 int          tj_function_dump(tj_function *f, const char *dir, const char *what);
-/* Compile time of the most recent signature, per stage, in ms, and its size. */
+/* Compile time of the most recent signature, per stage, in ms, and its size; waits for
+ * its compile to end. */
 typedef struct tj_compile_stats {
     double trace_ms;        /* the traced eager call */
     double graph_ms;        /* graph passes and liveness */
@@ -225,8 +237,9 @@ typedef struct tj_compile_stats {
     double llvm_opt_ms;     /* LLVM verification and optimisation */
     double codegen_ms;      /* machine code and linking */
     int    nodes, live_nodes, kernels;   /* trace nodes, after the passes, generated loops + calls */
+    bool   cached;          /* the machine code came from TJ_CACHE_DIR */
 } tj_compile_stats;
-int          tj_function_compile_stats(const tj_function *f, tj_compile_stats *out);
+int          tj_function_compile_stats(tj_function *f, tj_compile_stats *out);
 
 /* ---- modules and layers (Keras-style custom models) -------------------------------------
  * A module has a name, child modules, variables and a forward function. Variables are

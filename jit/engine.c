@@ -1,13 +1,18 @@
-/* engine.c: the one ORC LLJIT of the process, its target machines, symbols and pipeline.
+/* engine.c: the one ORC LLJIT of the process, its target machines, symbols and pipeline,
+ * and the disk cache's use (cache.c stores the files).
  * Owns the LLJIT (made under pthread_once, disposed at exit), a pool of TargetMachines set
- * up exactly as the JIT's own (for the IR pipeline and asm dumps), the defined symbols.
- * Locks (order jit_mu, then mu): jit_mu around every LLJIT call, since its one compiler is
- * not thread-safe (notes/LLVM.md §6.3) and ORC materialises on the thread that looks up;
- * mu around the TM pool and the count of compiles in flight. Never sets unsafe-fp-math or
- * any fast-math (no FMA contraction: eager == compiled) and never hard-codes CPU features.
+ * up exactly as the JIT's own, the defined symbols. A module is optimised and emitted as
+ * an object file on the calling thread with its own TM (compiles run in parallel), then
+ * linked into the JIT (notes/LLVM.md §6.3 (b)); with TJ_CACHE_DIR the object is stored,
+ * and a later module with the same key links the stored object instead.
+ * Locks (order jit_mu, then mu): jit_mu around every LLJIT call, since its one linker is
+ * not thread-safe (notes/LLVM.md §6.3); mu around the TM pool and the count of compiles
+ * in flight. Never sets unsafe-fp-math or any fast-math (no FMA contraction: eager ==
+ * compiled) and never hard-codes CPU features.
  * Process-lifetime state uses malloc, not the user's hook: it outlives any hook set later. */
 #define _POSIX_C_SOURCE 200809L
 #include "engine.h"
+#include "cache.h"
 #include "core/core.h"
 
 #include <llvm-c/Analysis.h>
@@ -33,8 +38,11 @@ typedef LLVMJITCSymbolMapPair symbol_pair;
 #endif
 
 struct tj_jit_code {
-    LLVMOrcResourceTrackerRef rt;     /* ours (one reference); NULL once the engine shut down */
+    LLVMOrcResourceTrackerRef rt;     /* ours (one reference); NULL while pending and once the
+                                         engine shut down */
     tj_jit_code *prev, *next;         /* the live list, under jit_mu */
+    uint64_t hash;                    /* of its cache key, when cached_names */
+    bool cached_names;                /* its names carry the hash: one such module at a time */
 };
 
 typedef struct defined { char *name; void *addr; } defined;
@@ -446,13 +454,134 @@ static int privatise(LLVMValueRef v, const char *suffix) {
     return rc;
 }
 
+/* ---- the disk cache ---------------------------------------------------------------------- */
+
+/* The cache key of mod (tj_mem_alloc'd, *n bytes): what its machine code depends on, then
+ * the IR as built. NULL on OOM. */
+static char *cache_key(LLVMModuleRef mod, size_t *n) {
+    char head[1024];
+    int h = snprintf(head, sizeof head, "tapejit compiled code 1\nLLVM %s\n%s\n%s\n%s\n%s\n", LLVM_VERSION_STRING,
+                     E.triple, E.cpu, E.features, E.pipeline);
+    char *ir = LLVMPrintModuleToString(mod);
+    size_t irlen = strlen(ir);
+    char *key = tj_mem_alloc((size_t)h + irlen);
+    if (key) {
+        memcpy(key, head, (size_t)h);
+        memcpy(key + h, ir, irlen);
+        *n = (size_t)h + irlen;
+    }
+    LLVMDisposeMessage(ir);
+    return key;
+}
+
+/* Under jit_mu: whether a live or pending module was made from the same cache entry (its
+ * names would clash with this one's). */
+static bool entry_in_use(uint64_t hash) {
+    for (tj_jit_code *c = E.live.next; c != &E.live; c = c->next)
+        if (c->cached_names && c->hash == hash) return true;
+    return false;
+}
+
+/* Under jit_mu: c joins the list of live modules (pending until linked). */
+static void live_insert(tj_jit_code *c) {
+    c->next = &E.live;
+    c->prev = E.live.prev;
+    E.live.prev->next = c;
+    E.live.prev = c;
+}
+
+static void live_remove(tj_jit_code *c) {
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* ---- adding a module ------------------------------------------------------------------------ */
+
+/* Gives every external definition of mod the suffix (not llvm.*), so that modules never
+ * clash in the one JITDylib; the dumps were printed before, with the names as written. */
+static int privatise_all(LLVMModuleRef mod, const char *suffix) {
+    int rc = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f && !rc; f = LLVMGetNextFunction(f)) rc = privatise(f, suffix);
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g && !rc; g = LLVMGetNextGlobal(g)) rc = privatise(g, suffix);
+    for (LLVMValueRef a = LLVMGetFirstGlobalAlias(mod); a && !rc; a = LLVMGetNextGlobalAlias(a)) rc = privatise(a, suffix);
+    return rc;
+}
+
+/* Optimises mod, makes the texts asked for, privatises its names and emits its object
+ * file into *obj, all with this thread's tm (no lock: compiles run in parallel). */
+static int optimise_and_emit(LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *modname, const char *suffix,
+                             char **ir_opt, char **asm_text, LLVMMemoryBufferRef *obj, tj_compile_times *t) {
+    double t0 = now_ms();
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef e = LLVMRunPasses(mod, E.pipeline, tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (e) return jit_fail(e, NULL, "optimise module '%s' (%s)", modname, E.pipeline);
+    double t1 = now_ms();
+    t->passes_ms = t1 - t0;
+    if (ir_opt) {
+        char *s = LLVMPrintModuleToString(mod);
+        *ir_opt = copy_text(s, strlen(s));
+        LLVMDisposeMessage(s);
+        if (!*ir_opt) return TJ_ERR_OOM;
+    }
+    /* emitting rewrites the module (CodeGenPrepare, notes §6.5): assembly from a clone */
+    char *emsg = NULL;
+    if (asm_text) {
+        LLVMModuleRef clone = LLVMCloneModule(mod);
+        LLVMMemoryBufferRef buf = NULL;
+        LLVMBool bad = LLVMTargetMachineEmitToMemoryBuffer(tm, clone, LLVMAssemblyFile, &emsg, &buf);
+        LLVMDisposeModule(clone);
+        if (bad) return jit_fail(NULL, emsg, "emit assembly of module '%s'", modname);
+        *asm_text = copy_text(LLVMGetBufferStart(buf), LLVMGetBufferSize(buf));
+        LLVMDisposeMemoryBuffer(buf);
+        if (!*asm_text) return TJ_ERR_OOM;
+    }
+    int rc = privatise_all(mod, suffix);
+    if (rc) return rc;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &emsg, obj)) {
+        *obj = NULL;
+        return jit_fail(NULL, emsg, "emit the object file of module '%s'", modname);
+    }
+    t->codegen_ms = now_ms() - t1;
+    return 0;
+}
+
+/* Under jit_mu: links the object under c's new resource tracker (takes obj) and looks up
+ * the n names with the suffix. */
+static int link_object(tj_jit_code *c, LLVMMemoryBufferRef obj, const char *modname, int n,
+                       const char *const *names, const char *suffix, void **addrs) {
+    E.session_msg[0] = '\0';
+    c->rt = LLVMOrcJITDylibCreateResourceTracker(E.jd);  /* ours */
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFileWithRT(E.jit, c->rt, obj);   /* takes obj, even on error */
+    if (e) return jit_fail(e, NULL, "add module '%s'", modname);
+    for (int i = 0; i < n; i++) {
+        char full[MAX_NAME + 32];
+        snprintf(full, sizeof full, "%s%s", names[i], suffix);
+        LLVMOrcExecutorAddress a = 0;
+        e = LLVMOrcLLJITLookup(E.jit, &a, full);
+        if (e)   /* the root cause (e.g. "Symbols not found: [ f ]") went to the reporter */
+            return jit_fail(e, NULL, "link module '%s'%s%s", modname, E.session_msg[0] ? ": " : "", E.session_msg);
+        if (a == 0) return tj_err(TJ_ERR_JIT, "jit: link module '%s': '%s' has address 0", modname, names[i]);
+        addrs[i] = (void *)(uintptr_t)a;
+    }
+    return 0;
+}
+
+static bool warned_cache;
+
 int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
                   const char *const *names, void **addrs, tj_jit_code **code,
                   tj_compile_times *times, char **ir_opt, char **asm_text) {
     int rc = 0;
     LLVMTargetMachineRef tm = NULL;
+    LLVMMemoryBufferRef obj = NULL;
+    tj_jit_code *c = NULL;
+    char *key = NULL;
+    size_t keylen = 0;
     bool counted = false;
-    char modname[128] = "?";
+    char modname[128] = "?", suffix[32];
+    tj_compile_times t = {0};
     if (code) *code = NULL;
     if (ir_opt) *ir_opt = NULL;
     if (asm_text) *asm_text = NULL;
@@ -460,138 +589,102 @@ int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
         for (int i = 0; i < n; i++) addrs[i] = NULL;
     if (!tsc || !mod || !code || n < 1 || !names || !addrs) {
         rc = tj_err(TJ_ERR_ARG, "jit: add: NULL argument or no symbol to look up (n = %d)", n);
-        goto drop_module;
+        goto out;
     }
     if (LLVMGetModuleContext(mod) != LLVMOrcThreadSafeContextGetContext(tsc)) {
         rc = tj_err(TJ_ERR_ARG, "jit: add: the module does not belong to the given context");
-        goto drop_module;
+        goto out;
     }
     size_t idlen;
     const char *id = LLVMGetModuleIdentifier(mod, &idlen);
     snprintf(modname, sizeof modname, "%.*s", (int)idlen, id);
-    if ((rc = tj_engine_init()) != 0) goto drop_module;
-    if ((rc = begin_job(&tm, &counted)) != 0) goto drop_module;
+    if ((rc = tj_engine_init()) != 0) goto out;
+    if ((rc = begin_job(&tm, &counted)) != 0) goto out;
 
-    /* ---- verify + optimise, on this thread with its own TM ---- */
-    double t0 = now_ms();
     char *msg = NULL;
     if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
         rc = jit_fail(NULL, msg, "verify module '%s'", modname);
-        goto drop_module;
+        goto out;
     }
     LLVMDisposeMessage(msg);
     for (int i = 0; i < n; i++) {
         if (!names[i] || strlen(names[i]) > MAX_NAME) {
             rc = tj_err(TJ_ERR_ARG, "jit: add: symbol %d is NULL or longer than %d bytes", i, MAX_NAME);
-            goto drop_module;
+            goto out;
         }
         if (!external_definition(mod, names[i])) {
-            rc = tj_err(TJ_ERR_JIT, "jit: module '%s' has no external definition of '%s'",
-                        modname, names[i]);
-            goto drop_module;
+            rc = tj_err(TJ_ERR_JIT, "jit: module '%s' has no external definition of '%s'", modname, names[i]);
+            goto out;
         }
     }
-    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef e = LLVMRunPasses(mod, E.pipeline, tm, opts);
-    LLVMDisposePassBuilderOptions(opts);
-    if (e) {
-        rc = jit_fail(e, NULL, "optimise module '%s' (%s)", modname, E.pipeline);
-        goto drop_module;
-    }
-    double t1 = now_ms();
+    if (!(c = tj_mem_calloc(sizeof *c))) { rc = TJ_ERR_OOM; goto out; }
 
-    /* ---- dumps, with the names as written ---- */
-    if (ir_opt) {
-        char *s = LLVMPrintModuleToString(mod);
-        *ir_opt = copy_text(s, strlen(s));
-        LLVMDisposeMessage(s);
-        if (!*ir_opt) { rc = TJ_ERR_OOM; goto drop_module; }
-    }
-    if (asm_text) {
-        /* emitting rewrites the module (CodeGenPrepare, notes §6.5): emit a clone */
-        LLVMModuleRef clone = LLVMCloneModule(mod);
-        LLVMMemoryBufferRef buf = NULL;
-        char *emsg = NULL;
-        LLVMBool bad = LLVMTargetMachineEmitToMemoryBuffer(tm, clone, LLVMAssemblyFile, &emsg, &buf);
-        LLVMDisposeModule(clone);
-        if (bad) {
-            rc = jit_fail(NULL, emsg, "emit assembly of module '%s'", modname);
-            goto drop_module;
+    /* The cache serves modules nobody asked texts of; an entry's names carry its hash, so
+     * only one module made from it may be live at a time (another compiles as usual). */
+    const char *dir = getenv("TJ_CACHE_DIR");
+    if (dir && *dir && !ir_opt && !asm_text && !(key = cache_key(mod, &keylen))) { rc = TJ_ERR_OOM; goto out; }
+    pthread_mutex_lock(&E.jit_mu);
+    c->hash = key ? tj_cache_hash(key, keylen) : 0;
+    c->cached_names = key && !entry_in_use(c->hash);
+    live_insert(c);     /* pending: holds the names until linked or dropped */
+    pthread_mutex_unlock(&E.jit_mu);
+    if (c->cached_names) snprintf(suffix, sizeof suffix, ".c%016llx", (unsigned long long)c->hash);
+    else snprintf(suffix, sizeof suffix, ".tj%llu", (unsigned long long)atomic_fetch_add(&E.next_id, 1) + 1);
+
+    size_t objlen = 0;
+    char *cached = c->cached_names ? tj_cache_load(dir, key, keylen, &objlen) : NULL;
+    if (cached) {
+        double t0 = now_ms();
+        obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(cached, objlen, modname);
+        tj_mem_free(cached, objlen);
+        t.cached = true;
+        t.codegen_ms = now_ms() - t0;
+    } else {
+        if ((rc = optimise_and_emit(mod, tm, modname, suffix, ir_opt, asm_text, &obj, &t))) goto out;
+        const char *why;
+        if (c->cached_names && tj_cache_store(dir, key, keylen, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), &why)
+            && !warned_cache) {
+            warned_cache = true;     /* a race between threads only repeats the warning */
+            fprintf(stderr, "tapejit: warning: TJ_CACHE_DIR=%s: %s; compiling without the cache\n", dir, why);
         }
-        *asm_text = copy_text(LLVMGetBufferStart(buf), LLVMGetBufferSize(buf));
-        LLVMDisposeMemoryBuffer(buf);
-        if (!*asm_text) { rc = TJ_ERR_OOM; goto drop_module; }
     }
-    give_back_tm(tm);
-    tm = NULL;
-
-    /* ---- private names: every live module may define "k" ---- */
-    char suffix[32];
-    snprintf(suffix, sizeof suffix, ".tj%llu", (unsigned long long)atomic_fetch_add(&E.next_id, 1) + 1);
-    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
-        if ((rc = privatise(f, suffix)) != 0) goto drop_module;
-    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g))
-        if ((rc = privatise(g, suffix)) != 0) goto drop_module;
-    for (LLVMValueRef a = LLVMGetFirstGlobalAlias(mod); a; a = LLVMGetNextGlobalAlias(a))
-        if ((rc = privatise(a, suffix)) != 0) goto drop_module;
-
-    tj_jit_code *c = tj_mem_alloc(sizeof *c);
-    if (!c) { rc = TJ_ERR_OOM; goto drop_module; }
-    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);  /* tsm owns mod */
-    LLVMOrcDisposeThreadSafeContext(tsc);   /* drops our reference; tsm keeps the context */
+    LLVMDisposeModule(mod);     /* the object is all we need now; module before its context */
     mod = NULL;
+    LLVMOrcDisposeThreadSafeContext(tsc);
     tsc = NULL;
 
-    /* ---- add + lookup (codegen and linking happen in the first lookup), serialised ---- */
+    /* ---- link: the one linker is not thread-safe (notes §6.3) ---- */
     pthread_mutex_lock(&E.jit_mu);
     double t2 = now_ms();
-    E.session_msg[0] = '\0';
-    LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(E.jd);  /* ours */
-    e = LLVMOrcLLJITAddLLVMIRModuleWithRT(E.jit, rt, tsm);   /* takes tsm, even on error */
-    if (e) {
-        rc = jit_fail(e, NULL, "add module '%s'", modname);
-        goto remove_rt;
-    }
-    for (int i = 0; i < n; i++) {
-        char full[MAX_NAME + 32];
-        snprintf(full, sizeof full, "%s%s", names[i], suffix);
-        LLVMOrcExecutorAddress a = 0;
-        e = LLVMOrcLLJITLookup(E.jit, &a, full);
-        if (e) {
-            /* the root cause (e.g. "Symbols not found: [ f ]") went to the reporter */
-            rc = jit_fail(e, NULL, "compile module '%s'%s%s", modname,
-                          E.session_msg[0] ? ": " : "", E.session_msg);
-            goto remove_rt;
+    rc = link_object(c, obj, modname, n, names, suffix, addrs);
+    obj = NULL;
+    if (rc) {
+        live_remove(c);
+        if (c->rt) {
+            LLVMErrorRef e = LLVMOrcResourceTrackerRemove(c->rt);
+            if (e) jit_fail(e, NULL, "remove module '%s'", modname);   /* the first error is kept */
+            LLVMOrcReleaseResourceTracker(c->rt);
         }
-        if (a == 0) {
-            rc = tj_err(TJ_ERR_JIT, "jit: compile module '%s': '%s' has address 0", modname, names[i]);
-            goto remove_rt;
-        }
-        addrs[i] = (void *)(uintptr_t)a;
+        tj_mem_free(c, sizeof *c);
+        c = NULL;
+        for (int i = 0; i < n; i++) addrs[i] = NULL;
     }
-    c->rt = rt;
-    c->next = &E.live;
-    c->prev = E.live.prev;
-    E.live.prev->next = c;
-    E.live.prev = c;
-    double t3 = now_ms();
+    t.codegen_ms += now_ms() - t2;
     pthread_mutex_unlock(&E.jit_mu);
-    end_job();
-    *code = c;
-    if (times) {
-        times->passes_ms = t1 - t0;
-        times->codegen_ms = t3 - t2;
+    if (!rc) {
+        *code = c;
+        c = NULL;
+        if (times) *times = t;
     }
-    return 0;
-
-remove_rt:
-    e = LLVMOrcResourceTrackerRemove(rt);
-    if (e) jit_fail(e, NULL, "remove module '%s'", modname);   /* the first error is kept */
-    LLVMOrcReleaseResourceTracker(rt);
-    pthread_mutex_unlock(&E.jit_mu);
-    tj_mem_free(c, sizeof *c);
-    for (int i = 0; i < n; i++) addrs[i] = NULL;
-drop_module:
+out:
+    if (c) {      /* failed before linking: drop the pending entry */
+        pthread_mutex_lock(&E.jit_mu);
+        if (c->prev) live_remove(c);
+        pthread_mutex_unlock(&E.jit_mu);
+        tj_mem_free(c, sizeof *c);
+    }
+    if (key) tj_mem_free(key, keylen);
+    if (obj) LLVMDisposeMemoryBuffer(obj);
     if (mod) LLVMDisposeModule(mod);           /* before its context */
     if (tsc) LLVMOrcDisposeThreadSafeContext(tsc);
     give_back_tm(tm);

@@ -36,9 +36,12 @@ int  tj_engine_define(const char *name, void *addr);
  * caller owns both and hands them to tj_engine_add (or disposes mod, then tsc). */
 int  tj_engine_module(const char *name, LLVMOrcThreadSafeContextRef *tsc, LLVMModuleRef *mod);
 
-/* Verifies, optimises (default<O2>, or TJ_JIT_OPT), adds the module under its own resource
- * tracker and looks up n >= 1 of its external definitions (names as written in the IR)
- * into addrs; the first lookup compiles the whole module (codegen and linking).
+/* Verifies, optimises (default<O2>, or TJ_JIT_OPT) and emits the module as an object file,
+ * links it under its own resource tracker and looks up n >= 1 of its external
+ * definitions (names as written in the IR) into addrs. With env TJ_CACHE_DIR set and no
+ * texts asked for, the object is first looked up in the cache (then nothing is optimised
+ * or emitted: times->cached) and otherwise stored there; a cache that cannot be written
+ * gives one warning and is skipped.
  * Takes ownership of tsc and mod in every case (also on error). On success *code owns the
  * machine code (tj_engine_free); times are filled if non-NULL. If ir_opt / asm_text are
  * non-NULL they receive the optimised IR / the assembly as text, with the names as

@@ -15,6 +15,7 @@
 #include "core/blas.h"
 #endif
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -82,6 +83,8 @@ void tj_jit_call(jit_call *c) {
 #define MAX_IN 16             /* inputs and outputs of a compiled signature; more run eagerly */
 #define MAX_OUT 64
 
+enum { SIG_COMPILING, SIG_READY, SIG_EAGER };
+
 typedef struct sig {
     struct sig *next;
     int n_in, n_out;
@@ -90,7 +93,11 @@ typedef struct sig {
     tj_shape shape[MAX_IN];
     tj_graph *g;
     bool *live;
-    bool eager;               /* could not compile: runs eagerly */
+    _Atomic int state;        /* SIG_COMPILING, SIG_READY or SIG_EAGER (could not compile) */
+    pthread_t thread;         /* compiling in the background, until joined */
+    bool joinable;
+    char *dump_dir;           /* the dump settings when traced (the thread's copy) */
+    unsigned dump_what;
 #ifdef TJ_HAVE_JIT
     tj_lowered low;
 #endif
@@ -107,6 +114,8 @@ typedef struct sig {
     tj_compile_stats stats;
 } sig;
 
+static void sig_join(sig *s);     /* waits for s's background compile, if any */
+
 struct tj_function {
     char *name;
     char *dump_dir;           /* tj_function_dump, else env TJ_DUMP / TJ_DUMP_DIR */
@@ -115,7 +124,8 @@ struct tj_function {
     void *user;
     sig *sigs;                /* most recent first */
     int traces, limit;
-    bool warned_limit, warned_fallback, warned_read;
+    bool warned_limit, warned_read;
+    atomic_bool warned_fallback;
     const char *last_path;
 };
 
@@ -166,15 +176,18 @@ static unsigned dump_what(const tj_function *f, const char **dir) {
 }
 const char *tj_function_last_path(const tj_function *f) { return f ? f->last_path : ""; }
 
-int tj_function_compile_stats(const tj_function *f, tj_compile_stats *out) {
+int tj_function_compile_stats(tj_function *f, tj_compile_stats *out) {
     if (!f || !out) return tj_err(TJ_ERR_ARG, "function_compile_stats: f or out is NULL");
     if (!f->sigs) return tj_err(TJ_ERR_STATE, "function_compile_stats: %s has not been traced", f->name);
+    sig_join(f->sigs);
     *out = f->sigs->stats;
     return 0;
 }
 
 static void sig_free(sig *s) {
     if (!s) return;
+    sig_join(s);
+    if (s->dump_dir) tj_mem_free(s->dump_dir, strlen(s->dump_dir) + 1);
 #ifdef TJ_HAVE_JIT
     tj_lowered_free(&s->low);
 #endif
@@ -294,8 +307,8 @@ static int sig_compile(tj_function *f, sig *s) {
     for (int i = 0; i < s->g->n; i++) s->stats.live_nodes += s->live[i] && s->g->nodes[i].replaced_by < 0;
     s->stats.graph_ms = tj_now_ms() - t0;
     if ((rc = sig_bind(s))) return rc;
-    const char *dir;
-    unsigned what = dump_what(f, &dir);
+    const char *dir = s->dump_dir;
+    unsigned what = s->dump_what;
     double t1 = tj_now_ms();
     if ((rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), what & (TJ_DUMP_LLVM | TJ_DUMP_ASM), &s->low)))
         return rc;
@@ -303,6 +316,7 @@ static int sig_compile(tj_function *f, sig *s) {
     s->stats.llvm_opt_ms = s->low.times.passes_ms;
     s->stats.codegen_ms = s->low.times.codegen_ms;
     s->stats.kernels = s->low.kernels;
+    s->stats.cached = s->low.times.cached;
     if (tj_profile_on()) {
         double a = t0 + s->stats.graph_ms, b = t1 + s->stats.ir_ms, c = b + s->stats.llvm_opt_ms;
         tj_profile_event("compile", "graph passes", t0, a, NULL);
@@ -549,9 +563,11 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     s->index = f->traces - 1;
     if (tj_profile_on()) tj_profile_event("compile", "trace", t0, t0 + s->stats.trace_ms, NULL);
     const char *dir;
-    unsigned what = dump_what(f, &dir);
+    s->dump_what = dump_what(f, &dir);
     int before = tj_error_code();
-    if (what && tj_dump_trace(dir, f->name, s->index, what, g)) {
+    if (s->dump_what && !(s->dump_dir = tj_mem_alloc(strlen(dir) + 1))) { sig_free(s); return TJ_ERR_OOM; }
+    if (s->dump_dir) memcpy(s->dump_dir, dir, strlen(dir) + 1);
+    if (s->dump_what && tj_dump_trace(dir, f->name, s->index, s->dump_what, g)) {
         warn("%s: could not write the trace dump: %s", f->name, tj_last_error());
         if (!before) tj_clear_error();      /* a dump is a side product: the call goes on */
     }
@@ -562,20 +578,106 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     return 0;
 }
 
-/* After tracing: compile, or fall back to eager for this signature with a warning. */
+/* ---- compiling, in the call or in the background ----------------------------------------- */
+
+static _Atomic int background = -1;     /* -1: not yet read from TJ_COMPILE */
+
+void tj_set_background_compile(bool on) { atomic_store(&background, on); }
+
+static bool background_on(void) {
+    int b = atomic_load(&background);
+    if (b < 0) {
+        const char *e = getenv("TJ_COMPILE");
+        b = !e || strcmp(e, "sync") != 0;
+        if (e && strcmp(e, "sync") && strcmp(e, "background"))
+            warn("TJ_COMPILE=%s is not sync or background; compiling in the background", e);
+        atomic_store(&background, b);
+    }
+    return b;
+}
+
+/* Compiles s, or marks it to run eagerly, with a warning once per function. Runs on the
+ * calling thread or on s's own; touches nothing of f but its name and warned_fallback. */
 static void compile_or_fallback(tj_function *f, sig *s) {
 #ifdef TJ_HAVE_JIT
     int before = tj_error_code();
-    if (sig_compile(f, s) == 0) return;
-    if (!f->warned_fallback)
+    if (sig_compile(f, s) == 0) {
+        atomic_store(&s->state, SIG_READY);
+        return;
+    }
+    if (!atomic_exchange(&f->warned_fallback, true))
         warn("%s: could not compile (%s); running eagerly", f->name, tj_has_error() ? tj_last_error() : "out of memory");
     if (!before) tj_clear_error();      /* the fallback is the answer, not an error */
 #else
-    if (!f->warned_fallback)
+    if (!atomic_exchange(&f->warned_fallback, true))
         warn("%s: compiled mode is unavailable (built with TJ_JIT=OFF); running eagerly", f->name);
 #endif
-    f->warned_fallback = true;
-    s->eager = true;
+    atomic_store(&s->state, SIG_EAGER);
+}
+
+/* Background compiles in flight, so that exit waits for them (LLVM cannot be torn down
+ * under a compiling thread). */
+static pthread_mutex_t flight_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flight_cv = PTHREAD_COND_INITIALIZER;
+static int in_flight;
+static pthread_once_t flight_once = PTHREAD_ONCE_INIT;
+
+static void wait_in_flight(void) {
+    pthread_mutex_lock(&flight_mu);
+    while (in_flight > 0) pthread_cond_wait(&flight_cv, &flight_mu);
+    pthread_mutex_unlock(&flight_mu);
+}
+
+/* Registered after the engine's own exit handler, so it runs before it. */
+static void register_wait(void) { atexit(wait_in_flight); }
+
+typedef struct compile_job { tj_function *f; sig *s; } compile_job;
+
+static void *compile_thread(void *arg) {
+    compile_job job = *(compile_job *)arg;
+    tj_mem_free(arg, sizeof job);
+    compile_or_fallback(job.f, job.s);
+    pthread_mutex_lock(&flight_mu);
+    if (--in_flight == 0) pthread_cond_broadcast(&flight_cv);
+    pthread_mutex_unlock(&flight_mu);
+    return NULL;
+}
+
+/* Starts compiling s on a thread of its own; compiles here if no thread can start. */
+static void compile_start(tj_function *f, sig *s) {
+#ifdef TJ_HAVE_JIT
+    int before = tj_error_code();
+    compile_job *job = tj_engine_init() == 0 ? tj_mem_alloc(sizeof *job) : NULL;   /* engine's atexit first */
+    if (!before) tj_clear_error();
+    if (job) {
+        pthread_once(&flight_once, register_wait);
+        *job = (compile_job){f, s};
+        pthread_mutex_lock(&flight_mu);
+        in_flight++;
+        pthread_mutex_unlock(&flight_mu);
+        if (pthread_create(&s->thread, NULL, compile_thread, job) == 0) {
+            s->joinable = true;
+            return;
+        }
+        pthread_mutex_lock(&flight_mu);
+        in_flight--;
+        pthread_mutex_unlock(&flight_mu);
+        tj_mem_free(job, sizeof *job);
+    }
+#endif
+    compile_or_fallback(f, s);
+}
+
+static void sig_join(sig *s) {
+    if (!s->joinable) return;
+    pthread_join(s->thread, NULL);
+    s->joinable = false;
+}
+
+int tj_function_wait(tj_function *f) {
+    if (!f) return tj_err(TJ_ERR_ARG, "function_wait: f is NULL");
+    for (sig *s = f->sigs; s; s = s->next) sig_join(s);
+    return 0;
 }
 
 static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_tensor **out);
@@ -615,10 +717,18 @@ static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_
         }
         int rc = trace(f, n_in, in_h, in, n_out, out, &s);
         if (rc) return rc;
-        compile_or_fallback(f, s);
+        if (background_on() && m == TJ_MODE_JIT) compile_start(f, s);
+        else compile_or_fallback(f, s);
         return 0;           /* the traced call's results are the eager results */
     }
-    if (s->eager) return call_eager(f, n_in, in_h, n_out, out);
+    if (m == TJ_MODE_CHECK) sig_join(s);       /* check compares with the compiled code */
+    int state = atomic_load(&s->state);
+    if (state == SIG_COMPILING) {
+        f->last_path = "compiling";
+        return f->fn(f->user, n_in, in_h, n_out, out);
+    }
+    if (state == SIG_EAGER) return call_eager(f, n_in, in_h, n_out, out);
+    sig_join(s);                               /* ready: the thread has ended */
 #ifdef TJ_HAVE_JIT
     if (m == TJ_MODE_CHECK) return check_call(f, s, n_in, in_h, in, n_out, out);
     f->last_path = "compiled";

@@ -6,7 +6,9 @@
 #include "graph.h"
 
 typedef struct tj_jit_code tj_jit_code;          /* engine.h: one compiled module */
-typedef struct tj_compile_times { double passes_ms, codegen_ms; } tj_compile_times;
+/* passes_ms: optimisation; codegen_ms: machine code and linking; cached: the machine code
+ * came from the disk cache (TJ_CACHE_DIR), so nothing was optimised or generated. */
+typedef struct tj_compile_times { double passes_ms, codegen_ms; bool cached; } tj_compile_times;
 
 /* bufs[i]: node i's data; calls[i]: node i's call record (function.c) when not inline. */
 typedef void (*tj_step_fn)(void **bufs, void **calls);

@@ -4,6 +4,9 @@
 #include "testutil.h"
 
 int main(void) {
+    /* Tests that compare compiled with eager need the code from the second call on; the
+     * background compile has tests of its own (check_jit.c), which turn it on. */
+    tj_set_background_compile(false);
     SRunner *sr = srunner_create(tensor_suite());
     srunner_add_suite(sr, math_suite());
     srunner_add_suite(sr, rng_suite());
@@ -17,6 +20,7 @@ int main(void) {
     srunner_add_suite(sr, engine_suite());
     srunner_add_suite(sr, lower_math_suite());
     srunner_add_suite(sr, lower_reduce_suite());
+    srunner_add_suite(sr, compile_suite());
 #endif
     srunner_add_suite(sr, jit_suite());
     srunner_add_suite(sr, nn_suite());

@@ -17,6 +17,7 @@ Suite *alloc_suite(void);
 Suite *engine_suite(void);
 Suite *lower_math_suite(void);
 Suite *lower_reduce_suite(void);
+Suite *compile_suite(void);
 Suite *jit_suite(void);
 Suite *nn_suite(void);
 Suite *optim_suite(void);

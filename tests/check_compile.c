@@ -1,0 +1,221 @@
+/* check_compile.c: when and where compiled code comes from. The background compile (calls
+ * run eagerly until the code is ready, with the same bits; freeing or exiting while it
+ * runs) and the disk cache (TJ_CACHE_DIR: a later function finds its code there; an entry
+ * in use, a damaged entry or an unusable directory fall back to compiling). */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void setup(void) { tj_scope_begin(); tj_clear_error(); }
+static void teardown(void) {
+    tj_set_background_compile(false);
+    unsetenv("TJ_CACHE_DIR");
+    tj_set_mode(TJ_MODE_JIT);
+    tj_scope_end();
+    tj_clear_error();
+}
+
+static bool same_bits(tj_tensor *a, tj_tensor *b) {
+    return tj_tensor_numel(a) == tj_tensor_numel(b) &&
+           memcmp(tj_tensor_data(a), tj_tensor_data(b), 4 * (size_t)tj_tensor_numel(a)) == 0;
+}
+
+/* A training step: w -= 0.1 * d sum(tanh(x * w + 1) * x) / dw; out: the loss. */
+static int train_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)n_in; (void)n_out;
+    tj_tensor *w = user, *g;
+    tj_tape *tape = tj_tape_begin(0);
+    tj_tensor *loss = tj_sum(tj_mul(tj_tanh(tj_add(tj_mul(in[0], w), tj_scalar(1))), in[0]), 0, NULL, false);
+    int rc = tj_tape_gradient(tape, loss, 1, &w, &g);
+    tj_tape_free(tape);
+    if (!rc) rc = tj_assign(w, tj_sub(w, tj_mul(g, tj_scalar(0.1f))));
+    out[0] = loss;
+    return rc;
+}
+
+/* Runs `steps` steps from w = 0.5 in mode m; returns the final w (in this scope). */
+static tj_tensor *train(tj_mode m, int steps, const char **paths) {
+    tj_set_mode(m);
+    tj_tensor *w = tj_variable(tj_full(TJ_F32, TJ_SHAPE(37), 0.5), "w");
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(37), 0, 1), *loss;
+    tj_function *f = tj_function_new("train", train_step, w);
+    for (int i = 0; i < steps; i++) {
+        ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+        if (paths) paths[i] = tj_function_last_path(f);
+    }
+    tj_function_free(f);
+    tj_tensor *final = tj_mul(w, tj_scalar(1));
+    tj_variable_free(w);
+    return final;
+}
+
+START_TEST(test_background_compile_runs_eagerly_until_ready) {
+    tj_seed(3);
+    tj_tensor *eager = train(TJ_MODE_EAGER, 30, NULL);
+    tj_set_background_compile(true);
+    const char *paths[30];
+    tj_seed(3);
+    tj_tensor *mixed = train(TJ_MODE_JIT, 30, paths);
+    ck_assert_str_eq(paths[0], "traced");
+    ck_assert_str_eq(paths[1], "compiling");     /* LLVM takes milliseconds; the call does not wait */
+    ck_assert(same_bits(eager, mixed));
+}
+END_TEST
+
+START_TEST(test_wait_then_compiled) {
+    tj_set_background_compile(true);
+    tj_tensor *w = tj_variable(tj_full(TJ_F32, TJ_SHAPE(5), 0.5), "w");
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(5)), *loss;
+    tj_function *f = tj_function_new("train", train_step, w);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+    ck_assert_int_eq(tj_function_wait(f), 0);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_int_eq(tj_function_wait(NULL), TJ_ERR_ARG);
+    tj_function_free(f);
+    tj_variable_free(w);
+}
+END_TEST
+
+/* Freeing a function whose code is still compiling waits for it (no leak under LSan). */
+START_TEST(test_free_while_compiling) {
+    tj_set_background_compile(true);
+    tj_tensor *w = tj_variable(tj_full(TJ_F32, TJ_SHAPE(5), 0.5), "w");
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(5)), *loss;
+    tj_function *f = tj_function_new("train", train_step, w);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+    tj_function_free(f);
+    tj_variable_free(w);
+}
+END_TEST
+
+/* A process that exits while compiling ends cleanly: exit waits for the compile. */
+static tj_function *leaked;     /* reachable from a global: not a leak to LSan */
+START_TEST(test_exit_while_compiling) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        tj_set_background_compile(true);
+        tj_tensor *w = tj_variable(tj_full(TJ_F32, TJ_SHAPE(5), 0.5), "w");
+        tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(5)), *loss;
+        leaked = tj_function_new("train", train_step, w);
+        exit(tj_function_call(leaked, 1, &x, 1, &loss) == 0 ? 0 : 3);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+}
+END_TEST
+
+/* ---- the disk cache ------------------------------------------------------------------------ */
+
+static int chain_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    out[0] = tj_mul(tj_tanh(tj_add(tj_mul(in[0], tj_scalar(2)), tj_scalar(1))), in[0]);
+    return 0;
+}
+
+/* Calls a new function twice (traced, then compiled); *out: the compiled result. */
+static tj_function *compiled(tj_tensor *x, tj_tensor **out, bool *cached) {
+    tj_function *f = tj_function_new("chain", chain_step, NULL);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, out), 0);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, out), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    *cached = st.cached;
+    return f;
+}
+
+/* The one entry in dir (its path into buf); fails the test unless there is exactly one. */
+static void only_entry(const char *dir, char *buf, size_t n) {
+    DIR *d = opendir(dir);
+    ck_assert(d != NULL);
+    int count = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".tjo")) {
+            snprintf(buf, n, "%s/%s", dir, e->d_name);
+            count++;
+        }
+    closedir(d);
+    ck_assert_int_eq(count, 1);
+}
+
+START_TEST(test_disk_cache) {
+    char dir[] = "/tmp/tj-cache-XXXXXX", entry[512];
+    ck_assert(mkdtemp(dir) != NULL);
+    setenv("TJ_CACHE_DIR", dir, 1);
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(1000), 0, 1), *y1, *y2, *y3, *y4;
+    bool cached;
+    tj_function *f1 = compiled(x, &y1, &cached);
+    ck_assert(!cached);
+    only_entry(dir, entry, sizeof entry);
+    tj_function_free(f1);
+
+    tj_function *f2 = compiled(x, &y2, &cached);     /* a new process would do the same */
+    ck_assert(cached);
+    ck_assert(same_bits(y1, y2));
+    tj_function *f3 = compiled(x, &y3, &cached);     /* f2 uses the entry: f3 compiles */
+    ck_assert(!cached);
+    ck_assert(same_bits(y1, y3));
+    tj_function_free(f2);
+    tj_function_free(f3);
+
+    FILE *fp = fopen(entry, "r+b");                   /* damage the object: a miss */
+    ck_assert(fp != NULL);
+    fseek(fp, -100, SEEK_END);
+    int c = fgetc(fp);
+    fseek(fp, -100, SEEK_END);
+    fputc(c ^ 0x40, fp);
+    fclose(fp);
+    tj_function *f4 = compiled(x, &y4, &cached);
+    ck_assert(!cached);
+    ck_assert(same_bits(y1, y4));
+    tj_function_free(f4);
+    tj_function *f5 = compiled(x, &y4, &cached);     /* f4 wrote it again */
+    ck_assert(cached);
+    tj_function_free(f5);
+
+    ck_assert_int_eq(truncate(entry, 30), 0);        /* half a file: a miss */
+    tj_function *f6 = compiled(x, &y4, &cached);
+    ck_assert(!cached);
+    ck_assert(same_bits(y1, y4));
+    tj_function_free(f6);
+    unlink(entry);
+    ck_assert_int_eq(rmdir(dir), 0);
+    ck_assert_int_eq(tj_error_code(), 0);
+}
+END_TEST
+
+START_TEST(test_unusable_cache_dir_compiles_anyway) {
+    setenv("TJ_CACHE_DIR", "/proc/no/such/dir", 1);
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(10)), *y;
+    bool cached;
+    tj_function *f = compiled(x, &y, &cached);
+    ck_assert(!cached);
+    ck_assert_double_eq_tol(tu_get(y, 3), tanh(3.0), 1e-6);
+    ck_assert_int_eq(tj_error_code(), 0);
+    tj_function_free(f);
+}
+END_TEST
+
+Suite *compile_suite(void) {
+    Suite *s = suite_create("compile");
+    TCase *tc = tcase_create("compile");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_background_compile_runs_eagerly_until_ready);
+    tcase_add_test(tc, test_wait_then_compiled);
+    tcase_add_test(tc, test_free_while_compiling);
+    tcase_add_test(tc, test_exit_while_compiling);
+    tcase_add_test(tc, test_disk_cache);
+    tcase_add_test(tc, test_unusable_cache_dir_compiles_anyway);
+    suite_add_tcase(s, tc);
+    return s;
+}
