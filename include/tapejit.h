@@ -64,6 +64,11 @@ void         tj_clear_error(void);
  * the default (realloc/free). */
 typedef void *(*tj_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 void tj_set_allocator(tj_alloc_fn fn, void *ud);
+/* Bytes tapejit allocated on this thread and has not freed, and the most of them since
+ * tj_memory_reset_peak: what a region of code (an eager step, a compiled call) needs. */
+int64_t tj_memory_in_use(void);
+int64_t tj_memory_peak(void);
+void    tj_memory_reset_peak(void);
 
 /* ---- tensors: every returned tensor belongs to the innermost scope ------------------ */
 
@@ -238,6 +243,8 @@ typedef struct tj_compile_stats {
     double codegen_ms;      /* machine code and linking */
     int    nodes, live_nodes, kernels;   /* trace nodes, after the passes, generated loops + calls */
     bool   cached;          /* the machine code came from TJ_CACHE_DIR */
+    size_t arena_bytes;     /* the step's temporaries, sharing bytes by liveness; a call
+                               allocates only its outputs besides */
 } tj_compile_stats;
 int          tj_function_compile_stats(tj_function *f, tj_compile_stats *out);
 

@@ -12,6 +12,7 @@
 #include "math/reduce.h"
 #ifdef TJ_HAVE_JIT
 #include "lower.h"
+#include "bufplan.h"
 #include "core/blas.h"
 #endif
 
@@ -107,8 +108,9 @@ typedef struct sig {
     jit_call *recs;
     tensor **rec_in;
     int nrec_in;
-    char *arena;
+    char *arena;              /* the buffers (bufplan.c) */
     size_t arena_bytes;
+    bool shared;              /* planned by liveness, else each buffer its own (check mode) */
     int failed;
     int index;                /* 0, 1, ...: the order of tracing (dump file names) */
     tj_compile_stats stats;
@@ -245,52 +247,58 @@ static void describe_change(const sig *prev, int n_in, tensor *const *in, int n_
 /* ---- binding a compiled signature ---------------------------------------------------------- */
 
 #ifdef TJ_HAVE_JIT
-static size_t round64(size_t x) { return (x + 63) & ~(size_t)63; }
-
-/* Buffers for op nodes in one arena, headers for every node, call records. */
+/* Headers for every node, call records for the nodes generated code calls. */
 static int sig_bind(sig *s) {
     tj_graph *g = s->g;
     int n = g->n;
     if (!(s->desc = tj_mem_calloc(sizeof(tensor) * (size_t)n)) || !(s->bufs = tj_mem_calloc(sizeof(void *) * (size_t)n)) ||
         !(s->calls = tj_mem_calloc(sizeof(void *) * (size_t)n)) || !(s->recs = tj_mem_calloc(sizeof(jit_call) * (size_t)n)))
         return TJ_ERR_OOM;
-    size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         tj_gnode *nd = &g->nodes[i];
         s->desc[i] = (tensor){.shape = nd->shape, .numel = nd->numel, .dtype = nd->dtype, .refs = 1, .scope = -1};
-        int64_t nout, K;
-        if (s->live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd))
-            bytes += round64((size_t)nd->numel * tj_dtype_size(nd->dtype));
-        if (s->live[i] && tj_lower_reduce_inline(g, nd, &nout, &K))    /* block values */
-            bytes += round64((size_t)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK) * tj_dtype_size(nd->dtype));
-        if (!tj_lower_inline(g, nd) && nd->kind == TJ_N_OP) s->nrec_in += nd->nin;
+        if (nd->kind == TJ_N_CONST) s->desc[i].data = nd->data;
+        if (nd->kind == TJ_N_OP && s->live[i] && nd->replaced_by < 0 && !tj_lower_inline(g, nd)) s->nrec_in += nd->nin;
     }
-    s->arena_bytes = bytes + 64;
-    if (!(s->arena = tj_mem_alloc(s->arena_bytes))) return TJ_ERR_OOM;
     if (s->nrec_in && !(s->rec_in = tj_mem_alloc(sizeof(tensor *) * (size_t)s->nrec_in))) return TJ_ERR_OOM;
-    char *p = (char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63);
     tensor **rin = s->rec_in;
     for (int i = 0; i < n; i++) {
         tj_gnode *nd = &g->nodes[i];
-        if (nd->kind == TJ_N_CONST) s->desc[i].data = nd->data;
-        if (nd->kind != TJ_N_OP || !s->live[i] || nd->replaced_by >= 0) continue;
-        if (!tj_lower_is_view(nd)) {
-            s->desc[i].data = p;
-            p += round64((size_t)nd->numel * tj_dtype_size(nd->dtype));
-        }
         int64_t nout, K;
-        if (tj_lower_reduce_inline(g, nd, &nout, &K)) {
-            s->calls[i] = p;
-            p += round64((size_t)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK) * tj_dtype_size(nd->dtype));
+        if (nd->kind != TJ_N_OP || !s->live[i] || nd->replaced_by >= 0 || tj_lower_inline(g, nd) ||
+            tj_lower_reduce_inline(g, nd, &nout, &K))
             continue;
-        }
-        if (tj_lower_inline(g, nd)) continue;
         jit_call *c = &s->recs[i];
         *c = (jit_call){.op = nd->op, .nin = nd->nin, .attr = &nd->attr, .in = rin, .out = &s->desc[i], .failed = &s->failed};
         for (int k = 0; k < nd->nin; k++) *rin++ = &s->desc[tj_graph_resolve(g, nd->in[k])];
         s->calls[i] = c;
     }
     return 0;
+}
+
+/* Places the buffers in a new arena: shared by liveness, or each its own (check mode
+ * reads every value after the step). */
+static int sig_layout(sig *s, bool share) {
+    int n = s->g->n;
+    size_t bytes, nb = sizeof(int64_t) * (size_t)n;
+    int64_t *off = tj_mem_alloc(nb), *scratch = tj_mem_alloc(nb);
+    int rc = off && scratch ? tj_buffer_plan(s->g, s->live, &s->low, share, off, scratch, &bytes) : TJ_ERR_OOM;
+    char *arena = rc ? NULL : tj_mem_alloc(bytes + 64);
+    if (!rc && !arena) rc = TJ_ERR_OOM;
+    if (!rc) {
+        tj_mem_free(s->arena, s->arena_bytes);
+        s->arena = arena;
+        s->arena_bytes = bytes + 64;
+        s->shared = share;
+        char *p = (char *)(((uintptr_t)arena + 63) & ~(uintptr_t)63);
+        for (int i = 0; i < n; i++) {
+            if (off[i] >= 0) s->desc[i].data = p + off[i];
+            if (scratch[i] >= 0) s->calls[i] = p + scratch[i];
+        }
+    }
+    tj_mem_free(off, nb);
+    tj_mem_free(scratch, nb);
+    return rc;
 }
 
 static int sig_compile(tj_function *f, sig *s) {
@@ -306,12 +314,13 @@ static int sig_compile(tj_function *f, sig *s) {
     tj_graph_live(s->g, s->live);
     for (int i = 0; i < s->g->n; i++) s->stats.live_nodes += s->live[i] && s->g->nodes[i].replaced_by < 0;
     s->stats.graph_ms = tj_now_ms() - t0;
-    if ((rc = sig_bind(s))) return rc;
     const char *dir = s->dump_dir;
     unsigned what = s->dump_what;
     double t1 = tj_now_ms();
     if ((rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), what & (TJ_DUMP_LLVM | TJ_DUMP_ASM), &s->low)))
         return rc;
+    if ((rc = sig_bind(s)) || (rc = sig_layout(s, true))) return rc;
+    s->stats.arena_bytes = s->arena_bytes;
     s->stats.ir_ms = s->low.ir_ms;
     s->stats.llvm_opt_ms = s->low.times.passes_ms;
     s->stats.codegen_ms = s->low.times.codegen_ms;
@@ -730,6 +739,7 @@ static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_
     if (state == SIG_EAGER) return call_eager(f, n_in, in_h, n_out, out);
     sig_join(s);                               /* ready: the thread has ended */
 #ifdef TJ_HAVE_JIT
+    if (s->shared == (m == TJ_MODE_CHECK) && sig_layout(s, m != TJ_MODE_CHECK)) return tj_error_code();
     if (m == TJ_MODE_CHECK) return check_call(f, s, n_in, in_h, in, n_out, out);
     f->last_path = "compiled";
     return sig_run(f, s, in, out);

@@ -1,7 +1,10 @@
-/* check_compile.c: when and where compiled code comes from. The background compile (calls
- * run eagerly until the code is ready, with the same bits; freeing or exiting while it
- * runs) and the disk cache (TJ_CACHE_DIR: a later function finds its code there; an entry
- * in use, a damaged entry or an unusable directory fall back to compiling). */
+/* check_compile.c: when and where compiled code comes from, and the memory it uses. The
+ * background compile (calls run eagerly until the code is ready, with the same bits;
+ * freeing or exiting while it runs), the disk cache (TJ_CACHE_DIR: a later function finds
+ * its code there; an entry in use, a damaged entry or an unusable directory fall back to
+ * compiling), and the arena planned by liveness (buffers share bytes; a call allocates
+ * only its outputs; the compiled step needs no more memory than the eager one). */
+#define _POSIX_C_SOURCE 200809L
 #include "testutil.h"
 
 #include <dirent.h>
@@ -205,6 +208,69 @@ START_TEST(test_unusable_cache_dir_compiles_anyway) {
 }
 END_TEST
 
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+/* Ten transposes, each followed by an exp: twenty kernels, none fused with another. */
+static int transposes_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tensor *y = in[0];
+    for (int i = 0; i < 10; i++) y = tj_exp(tj_mul(tj_transpose(y, NULL), tj_scalar(0.5f)));
+    out[0] = y;
+    return 0;
+}
+
+START_TEST(test_arena_shares_bytes_by_liveness) {
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(64, 48), 0, 1), *y[3];
+    tj_function *f = tj_function_new("transposes", transposes_step, NULL);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y[i]), 0);
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    size_t one = 64 * 48 * 4;
+    ck_assert_msg(st.arena_bytes <= 2 * one + 64, "arena %zu bytes for 20 values of %zu", st.arena_bytes, one);
+    tj_set_mode(TJ_MODE_EAGER);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y[2]), 0);
+    ck_assert(same_bits(y[1], y[2]));
+    tj_set_mode(TJ_MODE_CHECK);     /* check mode gives every value its bytes, then back */
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y[2]), 0);
+    tj_set_mode(TJ_MODE_JIT);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y[2]), 0);
+    ck_assert(same_bits(y[1], y[2]));
+    tj_function_free(f);
+}
+END_TEST
+
+/* Bytes a call of f needed at most, and the bytes it left allocated (its outputs). */
+static int64_t call_peak(tj_function *f, tj_tensor *x, int64_t *kept) {
+    tj_tensor *loss;
+    tj_memory_reset_peak();
+    int64_t before = tj_memory_in_use();
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+    *kept = tj_memory_in_use() - before;
+    return tj_memory_peak() - before;
+}
+
+START_TEST(test_compiled_call_allocates_only_its_outputs) {
+    tj_tensor *w = tj_variable(tj_full(TJ_F32, TJ_SHAPE(4096), 0.5), "w");
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(4096), 0, 1);
+    tj_function *f = tj_function_new("train", train_step, w);
+    int64_t kept, eager, compiled;
+    tj_set_mode(TJ_MODE_EAGER);
+    eager = call_peak(f, x, &kept);
+    tj_set_mode(TJ_MODE_JIT);
+    call_peak(f, x, &kept);                         /* traced */
+    compiled = call_peak(f, x, &kept);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_int_eq(compiled, kept);              /* nothing temporary */
+    ck_assert_int_lt(kept, 1024);                  /* one scalar output and its header */
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    ck_assert_msg((int64_t)st.arena_bytes + compiled <= eager, "compiled %zu + %lld bytes, eager %lld",
+                  st.arena_bytes, (long long)compiled, (long long)eager);
+    tj_function_free(f);
+    tj_variable_free(w);
+}
+END_TEST
+
 Suite *compile_suite(void) {
     Suite *s = suite_create("compile");
     TCase *tc = tcase_create("compile");
@@ -216,6 +282,8 @@ Suite *compile_suite(void) {
     tcase_add_test(tc, test_exit_while_compiling);
     tcase_add_test(tc, test_disk_cache);
     tcase_add_test(tc, test_unusable_cache_dir_compiles_anyway);
+    tcase_add_test(tc, test_arena_shares_bytes_by_liveness);
+    tcase_add_test(tc, test_compiled_call_allocates_only_its_outputs);
     suite_add_tcase(s, tc);
     return s;
 }

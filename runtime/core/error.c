@@ -110,11 +110,20 @@ void tj_set_allocator(tj_alloc_fn fn, void *ud) {
     alloc_ud = fn ? ud : NULL;
 }
 
+/* Bytes this thread allocated and has not freed, and their peak (tj_memory_peak). */
+static _Thread_local int64_t live_bytes, peak_bytes;
+
 void *tj_mem_realloc(void *p, size_t old, size_t n) {
     void *q = alloc_fn(alloc_ud, p, old, n ? n : 1);
-    if (!q) tj_err(TJ_ERR_OOM, "out of memory: allocating %zu bytes failed", n);
+    if (!q) return tj_err(TJ_ERR_OOM, "out of memory: allocating %zu bytes failed", n), NULL;
+    live_bytes += (int64_t)n - (int64_t)old;
+    if (live_bytes > peak_bytes) peak_bytes = live_bytes;
     return q;
 }
+
+int64_t tj_memory_in_use(void) { return live_bytes; }
+int64_t tj_memory_peak(void) { return peak_bytes; }
+void tj_memory_reset_peak(void) { peak_bytes = live_bytes; }
 
 void *tj_mem_alloc(size_t n) { return tj_mem_realloc(NULL, 0, n); }
 
@@ -125,5 +134,7 @@ void *tj_mem_calloc(size_t n) {
 }
 
 void tj_mem_free(void *p, size_t n) {
-    if (p) alloc_fn(alloc_ud, p, n, 0);
+    if (!p) return;
+    alloc_fn(alloc_ud, p, n, 0);
+    live_bytes -= (int64_t)n;
 }

@@ -1,0 +1,102 @@
+/* bufplan.c: the arena of a compiled step, planned by liveness (see bufplan.h). Buffers
+ * are placed largest first, each at the lowest offset free of every placed buffer whose
+ * life overlaps its own (the greedy-by-size placement of TFLite's arena planner). */
+#include "bufplan.h"
+#include "math/reduce.h"
+
+#include <stdlib.h>
+
+typedef struct buf { int node; bool scratch; int64_t size, at; int first, last; } buf;
+
+static int64_t round64(int64_t x) { return (x + 63) & ~(int64_t)63; }
+
+static bool has_value(const tj_graph *g, const bool *live, const bool *stored, int i) {
+    const tj_gnode *nd = &g->nodes[i];
+    return live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd) && (!stored || stored[i]);
+}
+
+/* Kernel k reads node x: x's buffer, or for a value without one (a view, a value kept in
+ * registers, a transpose read in place) the buffers it is made from. */
+static void mark_read(const tj_graph *g, const bool *live, const bool *stored, int *last, int x, int k) {
+    x = tj_graph_resolve(g, x);
+    const tj_gnode *nd = &g->nodes[x];
+    if (nd->kind != TJ_N_OP) return;
+    if (has_value(g, live, stored, x)) {
+        if (last[x] < k) last[x] = k;
+        return;
+    }
+    for (int q = 0; q < nd->nin; q++) mark_read(g, live, stored, last, nd->in[q], k);
+}
+
+static int by_size(const void *a, const void *b) {
+    const buf *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->first != y->first ? x->first - y->first : x->node - y->node;   /* deterministic */
+}
+
+static int by_offset(const void *a, const void *b) {
+    const buf *x = *(const buf *const *)a, *y = *(const buf *const *)b;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Places bs[0..n) (sorted largest first): each at the lowest gap among the placed buffers
+ * whose lives overlap its own. */
+static int64_t place(buf *bs, int n, const buf **clash) {
+    int64_t top = 0;
+    for (int i = 0; i < n; i++) {
+        int nc = 0;
+        for (int j = 0; j < i; j++)
+            if (bs[j].first <= bs[i].last && bs[i].first <= bs[j].last) clash[nc++] = &bs[j];
+        qsort(clash, (size_t)nc, sizeof *clash, by_offset);
+        int64_t at = 0;
+        for (int j = 0; j < nc && clash[j]->at < at + bs[i].size; j++)
+            if (clash[j]->at + clash[j]->size > at) at = clash[j]->at + clash[j]->size;
+        bs[i].at = at;
+        if (at + bs[i].size > top) top = at + bs[i].size;
+    }
+    return top;
+}
+
+int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, bool share,
+                   int64_t *off, int64_t *scratch, size_t *bytes) {
+    int n = g->n, nk = low->kernels, nb = 0;
+    size_t cap = (size_t)(2 * n + 1);
+    int *first = tj_mem_alloc(sizeof(int) * cap);
+    buf *bs = tj_mem_alloc(sizeof(buf) * cap);
+    const buf **clash = tj_mem_alloc(sizeof(buf *) * cap);
+    if (!first || !bs || !clash) {
+        tj_mem_free(first, sizeof(int) * cap);
+        tj_mem_free(bs, sizeof(buf) * cap);
+        tj_mem_free(clash, sizeof(buf *) * cap);
+        return TJ_ERR_OOM;
+    }
+    int *last = first + n;
+    for (int i = 0; i < n; i++) { first[i] = -1; last[i] = -1; off[i] = scratch[i] = -1; }
+    for (int k = 0; k < nk; k++)
+        for (int m = 0; m < low->kernel[k].nops; m++) {
+            int id = low->kernel[k].ops[m];
+            first[id] = last[id] = k;
+            for (int q = 0; q < g->nodes[id].nin; q++) mark_read(g, live, low->stored, last, g->nodes[id].in[q], k);
+        }
+    for (int i = 0; i < g->nout; i++) mark_read(g, live, low->stored, last, g->outputs[i], nk);   /* copied out */
+    for (int i = 0; i < g->nwrites; i++) mark_read(g, live, low->stored, last, g->writes[i].node, nk);
+    for (int i = 0; i < n; i++) {
+        if (!has_value(g, live, low->stored, i)) continue;
+        if (first[i] < 0) { first[i] = 0; last[i] = nk; }    /* in no kernel: the whole step */
+        const tj_gnode *nd = &g->nodes[i];
+        bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};
+        int64_t nout, K;
+        if (tj_lower_reduce_inline(g, nd, &nout, &K))   /* block values, while its kernel runs */
+            bs[nb++] = (buf){i, true, round64((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * (int64_t)tj_dtype_size(nd->dtype)),
+                             0, first[i], first[i]};
+    }
+    if (!share)
+        for (int i = 0; i < nb; i++) { bs[i].first = 0; bs[i].last = nk; }   /* every life overlaps */
+    qsort(bs, (size_t)nb, sizeof *bs, by_size);
+    *bytes = (size_t)place(bs, nb, clash);
+    for (int i = 0; i < nb; i++) (bs[i].scratch ? scratch : off)[bs[i].node] = bs[i].at;
+    tj_mem_free(first, sizeof(int) * cap);
+    tj_mem_free(bs, sizeof(buf) * cap);
+    tj_mem_free(clash, sizeof(buf *) * cap);
+    return 0;
+}
