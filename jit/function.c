@@ -108,6 +108,8 @@ typedef struct sig {
     jit_call *recs;
     tensor **rec_in;
     int nrec_in;
+    int *point, npoint;       /* nodes whose data changes per call: inputs, state, aliases */
+    int *draws, ndraws;       /* random nodes, live or not (eager draws them all) */
     char *arena;              /* the buffers (bufplan.c) */
     size_t arena_bytes;
     bool shared;              /* planned by liveness, else each buffer its own (check mode) */
@@ -200,6 +202,8 @@ static void sig_free(sig *s) {
     tj_mem_free(s->calls, sizeof(void *) * (size_t)n);
     tj_mem_free(s->recs, sizeof(jit_call) * (size_t)n);
     tj_mem_free(s->rec_in, sizeof(tensor *) * (size_t)s->nrec_in);
+    tj_mem_free(s->point, sizeof(int) * (size_t)n);
+    tj_mem_free(s->draws, sizeof(int) * (size_t)n);
     tj_mem_free(s->arena, s->arena_bytes);
     tj_graph_free(s->g);
     tj_mem_free(s, sizeof *s);
@@ -252,11 +256,15 @@ static int sig_bind(sig *s) {
     tj_graph *g = s->g;
     int n = g->n;
     if (!(s->desc = tj_mem_calloc(sizeof(tensor) * (size_t)n)) || !(s->bufs = tj_mem_calloc(sizeof(void *) * (size_t)n)) ||
-        !(s->calls = tj_mem_calloc(sizeof(void *) * (size_t)n)) || !(s->recs = tj_mem_calloc(sizeof(jit_call) * (size_t)n)))
+        !(s->calls = tj_mem_calloc(sizeof(void *) * (size_t)n)) || !(s->recs = tj_mem_calloc(sizeof(jit_call) * (size_t)n)) ||
+        !(s->point = tj_mem_alloc(sizeof(int) * (size_t)n)) || !(s->draws = tj_mem_alloc(sizeof(int) * (size_t)n)))
         return TJ_ERR_OOM;
     for (int i = 0; i < n; i++) {
         tj_gnode *nd = &g->nodes[i];
         s->desc[i] = (tensor){.shape = nd->shape, .numel = nd->numel, .dtype = nd->dtype, .refs = 1, .scope = -1};
+        if (nd->kind == TJ_N_PARAM || nd->kind == TJ_N_STATE || nd->replaced_by >= 0 || (nd->kind == TJ_N_OP && tj_lower_is_view(nd)))
+            s->point[s->npoint++] = i;
+        if (nd->kind == TJ_N_OP && (nd->op == TJ_OP_RAND_UNIFORM || nd->op == TJ_OP_RAND_NORMAL)) s->draws[s->ndraws++] = i;
         if (nd->kind == TJ_N_CONST) s->desc[i].data = nd->data;
         if (nd->kind == TJ_N_OP && s->live[i] && nd->replaced_by < 0 && !tj_lower_inline(g, nd)) s->nrec_in += nd->nin;
     }
@@ -294,6 +302,7 @@ static int sig_layout(sig *s, bool share) {
         for (int i = 0; i < n; i++) {
             if (off[i] >= 0) s->desc[i].data = p + off[i];
             if (scratch[i] >= 0) s->calls[i] = p + scratch[i];
+            s->bufs[i] = s->desc[i].data;     /* sig_point updates the nodes that change */
         }
     }
     tj_mem_free(off, nb);
@@ -344,7 +353,8 @@ static int sig_compile(tj_function *f, sig *s) {
 /* Points every node's header and bufs[] at this call's data. */
 static void sig_point(sig *s, tensor *const *in) {
     tj_graph *g = s->g;
-    for (int i = 0; i < g->n; i++) {
+    for (int k = 0; k < s->npoint; k++) {
+        int i = s->point[k];
         tj_gnode *nd = &g->nodes[i];
         if (nd->kind == TJ_N_PARAM) s->desc[i].data = in[nd->param]->data;
         else if (nd->kind == TJ_N_STATE) s->desc[i].data = nd->var->data;
@@ -379,9 +389,8 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
     tj_graph *g = s->g;
     sig_point(s, in);
     tj_thread *th = tj_thread_state();
-    for (int i = 0; i < g->n; i++) {      /* every draw eager would make, in its order */
-        tj_gnode *nd = &g->nodes[i];
-        if (nd->kind != TJ_N_OP || (nd->op != TJ_OP_RAND_UNIFORM && nd->op != TJ_OP_RAND_NORMAL)) continue;
+    for (int k = 0; k < s->ndraws; k++) {      /* every draw eager would make, in its order */
+        tj_gnode *nd = &g->nodes[s->draws[k]];
         nd->attr.rng.seed = th->rng_seed;
         nd->attr.rng.offset = tj_rng_reserve(nd->numel);
     }

@@ -35,6 +35,30 @@
         return acc[0];                                                            \
     }
 
+/* The same order for n sequences at once, stored as the columns of K <= TJ_REDUCE_BLOCK
+ * rows (row k at x + k * stride): column j's sequence is x[0][j], x[1][j], ... Each column
+ * is reduced exactly as above (every lane, the identity ones too), into y[j]; acc is
+ * scratch for LANES * n values. The inner loops run along rows, so they vectorize. */
+#define TJ_REDUCE_COLS_FN(fname, T, IDENTITY, COMBINE)                                   \
+    static inline void fname(const T *x, int64_t K, int64_t stride, int64_t n, T *acc, T *y) { \
+        for (int64_t j = 0; j < TJ_REDUCE_LANES * n; j++) acc[j] = (IDENTITY);           \
+        for (int64_t k = 0; k < K; k++) {                                                \
+            T *r = acc + (k % TJ_REDUCE_LANES) * n;                                      \
+            const T *xr = x + k * stride;                                                \
+            for (int64_t j = 0; j < n; j++) {                                            \
+                T a = r[j], v = xr[j];                                                   \
+                r[j] = (COMBINE);                                                        \
+            }                                                                            \
+        }                                                                                \
+        for (int w = TJ_REDUCE_LANES / 2; w >= 1; w /= 2)                                \
+            for (int l = 0; l < w; l++)                                                  \
+                for (int64_t j = 0; j < n; j++) {                                        \
+                    T a = acc[l * n + j], v = acc[(l + w) * n + j];                      \
+                    acc[l * n + j] = (COMBINE);                                          \
+                }                                                                        \
+        for (int64_t j = 0; j < n; j++) y[j] = acc[j];                                   \
+    }
+
 /* sum: identity +0; int32 wraps */
 TJ_REDUCE_BLOCK_FN(tj_sum_block_f32, float, 0.0f, a + v)
 TJ_REDUCE_BLOCK_FN(tj_sum_block_f64, double, 0.0, a + v)
@@ -43,5 +67,11 @@ TJ_REDUCE_BLOCK_FN(tj_sum_block_i32, int32_t, 0, (int32_t)((uint32_t)a + (uint32
 TJ_REDUCE_BLOCK_FN(tj_max_block_f32, float, -__builtin_inff(), (v > a || v != v) ? v : a)
 TJ_REDUCE_BLOCK_FN(tj_max_block_f64, double, -__builtin_inf(), (v > a || v != v) ? v : a)
 TJ_REDUCE_BLOCK_FN(tj_max_block_i32, int32_t, INT32_MIN, v > a ? v : a)
+TJ_REDUCE_COLS_FN(tj_sum_cols_f32, float, 0.0f, a + v)
+TJ_REDUCE_COLS_FN(tj_sum_cols_f64, double, 0.0, a + v)
+TJ_REDUCE_COLS_FN(tj_sum_cols_i32, int32_t, 0, (int32_t)((uint32_t)a + (uint32_t)v))
+TJ_REDUCE_COLS_FN(tj_max_cols_f32, float, -__builtin_inff(), (v > a || v != v) ? v : a)
+TJ_REDUCE_COLS_FN(tj_max_cols_f64, double, -__builtin_inf(), (v > a || v != v) ? v : a)
+TJ_REDUCE_COLS_FN(tj_max_cols_i32, int32_t, INT32_MIN, v > a ? v : a)
 
 #endif

@@ -5,6 +5,9 @@
 static void max_f32(int64_t n, const void *x, void *out) { *(float *)out = tj_max_block_f32(x, n); }
 static void max_f64(int64_t n, const void *x, void *out) { *(double *)out = tj_max_block_f64(x, n); }
 static void max_i32(int64_t n, const void *x, void *out) { *(int32_t *)out = tj_max_block_i32(x, n); }
+static void cols_f32(const void *x, int64_t K, int64_t st, int64_t n, void *acc, void *y) { tj_max_cols_f32(x, K, st, n, acc, y); }
+static void cols_f64(const void *x, int64_t K, int64_t st, int64_t n, void *acc, void *y) { tj_max_cols_f64(x, K, st, n, acc, y); }
+static void cols_i32(const void *x, int64_t K, int64_t st, int64_t n, void *acc, void *y) { tj_max_cols_i32(x, K, st, n, acc, y); }
 
 /* d max(a)/da = g shared equally by the elements equal to the max (as TensorFlow):
  * mask = (a == y), ga = mask * g / sum(mask) */
@@ -22,6 +25,7 @@ const tj_op_info tj_op_max = {
     .kind = TJ_KIND_REDUCE,
     .grad = max_grad,
     .reduce = {max_f32, max_f64, max_i32},
+    .reduce_cols = {cols_f32, cols_f64, cols_i32},
 };
 
 tj_tensor *tj_max(tj_tensor *h, int naxes, const int *axes, bool keepdims) {

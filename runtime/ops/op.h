@@ -50,6 +50,8 @@ typedef int (*tj_grad_fn)(const tj_node *n, tensor *g, tensor **gin);
 typedef int (*tj_exec_fn)(const tj_attr *attr, int nin, tensor *const *in, tensor *out);   /* 0 or OOM */
 /* Reduces x[0..n) (n <= TJ_REDUCE_BLOCK) to *out in the canonical order (math/reduce.h). */
 typedef void (*tj_reduce_fn)(int64_t n, const void *x, void *out);
+/* The same for the n columns of K <= TJ_REDUCE_BLOCK rows (TJ_REDUCE_COLS_FN). */
+typedef void (*tj_reduce_cols_fn)(const void *x, int64_t K, int64_t stride, int64_t n, void *acc, void *y);
 
 typedef struct tj_op_info {
     const char *name;
@@ -58,6 +60,7 @@ typedef struct tj_op_info {
     tj_check_fn check;
     tj_grad_fn  grad;     /* NULL: not differentiable */
     tj_reduce_fn reduce[3];  /* reduction kinds: per dtype */
+    tj_reduce_cols_fn reduce_cols[3];
     tj_exec_fn  exec;     /* TJ_KIND_OTHER: the eager kernel */
 } tj_op_info;
 

@@ -92,6 +92,59 @@ static int run_reduce(red_plan *p) {
     return 0;
 }
 
+/* ---- reduced axes in the middle: x is (outer, K, inner) with inner > 1 ------------------------
+ * Each output's sequence is a column of a K x inner matrix; the columns are reduced
+ * together, a piece of COLS at a time, in the same order as one at a time. */
+#define COLS 256
+
+typedef struct cols_plan {
+    tj_reduce_cols_fn fn;
+    size_t esize;
+    const char *x;
+    char *y;
+    int64_t K, inner, pieces;   /* pieces per outer index */
+    _Atomic int failed;
+} cols_plan;
+
+/* K rows (stride values apart) of n <= COLS columns into y; past a block, through the
+ * rows of block values, as reduce_values does for one sequence. */
+static int cols_reduce(cols_plan *p, const char *x, int64_t K, int64_t stride, int64_t n, char *y) {
+    int64_t es = (int64_t)p->esize;
+    if (K <= TJ_REDUCE_BLOCK) {
+        char acc[TJ_REDUCE_LANES * COLS * 8];
+        p->fn(x, K, stride, n, acc, y);
+        return 0;
+    }
+    int64_t nb = (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+    size_t bytes = (size_t)(nb * n * es);
+    char *part = tj_mem_alloc(bytes);
+    if (!part) return TJ_ERR_OOM;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t len = b + 1 < nb ? TJ_REDUCE_BLOCK : K - b * TJ_REDUCE_BLOCK;
+        cols_reduce(p, x + b * TJ_REDUCE_BLOCK * stride * es, len, stride, n, part + b * n * es);
+    }
+    int rc = cols_reduce(p, part, nb, n, n, y);
+    tj_mem_free(part, bytes);
+    return rc;
+}
+
+static void cols_task(void *ctx, int64_t t) {
+    cols_plan *p = ctx;
+    int64_t o = t / p->pieces, j0 = t % p->pieces * COLS, es = (int64_t)p->esize;
+    int64_t n = p->inner - j0 < COLS ? p->inner - j0 : COLS;
+    if (cols_reduce(p, p->x + (o * p->K * p->inner + j0) * es, p->K, p->inner, n, p->y + (o * p->inner + j0) * es))
+        p->failed = 1;
+}
+
+static int run_cols(tj_op op, tensor *t, tensor *out, int64_t outer, int64_t K, int64_t inner) {
+    cols_plan p = {.fn = tj_ops[op]->reduce_cols[t->dtype], .esize = tj_dtype_size(t->dtype), .x = t->data,
+                   .y = out->data, .K = K, .inner = inner, .pieces = (inner + COLS - 1) / COLS};
+    int64_t tasks = outer * p.pieces;
+    if (outer * K * inner < 65536) for (int64_t i = 0; i < tasks; i++) cols_task(&p, i);
+    else tj_parallel_for(tasks, cols_task, &p);
+    return p.failed ? tj_err(TJ_ERR_OOM, "out of memory: reducing %lld values", (long long)(outer * K * inner)) : 0;
+}
+
 /* Normalises axes into a mask; naxes 0 means all. */
 int tj_reduce_axes(const char *op, const tensor *t, int naxes, const int *axes, bool *mask) {
     memset(mask, 0, sizeof(bool) * TJ_MAX_DIMS);
@@ -113,8 +166,9 @@ int tj_reduce_axes(const char *op, const tensor *t, int naxes, const int *axes, 
 int tj_reduce_exec(tj_op op, const tj_attr *attr, tensor *t, tensor *out) {
     red_plan p = {.fn = tj_ops[op]->reduce[t->dtype], .esize = tj_dtype_size(t->dtype), .x = t->data,
                   .y = out->data, .nout = out->numel, .K = 1, .suffix = true};
-    bool mask[TJ_MAX_DIMS] = {false}, seen_reduced = false;
+    bool mask[TJ_MAX_DIMS] = {false}, seen_reduced = false, middle = true;
     for (int i = 0; i < attr->red.naxes; i++) mask[attr->red.axes[i]] = true;
+    int64_t outer = 1, inner = 1;          /* kept values before and after the reduced ones */
     int64_t st[TJ_MAX_DIMS];
     tj_strides(&t->shape, st);
     for (int d = 0; d < t->shape.ndim; d++) {
@@ -122,14 +176,17 @@ int tj_reduce_exec(tj_op op, const tj_attr *attr, tensor *t, tensor *out) {
             p.kdim[p.nk] = t->shape.dim[d];
             p.kst[p.nk++] = st[d];
             p.K *= t->shape.dim[d];
+            if (inner > 1 && t->shape.dim[d] != 1) middle = false;   /* reduced, kept, reduced */
             seen_reduced = true;
         } else {
             if (seen_reduced && t->shape.dim[d] != 1) p.suffix = false;
+            *(seen_reduced ? &inner : &outer) *= t->shape.dim[d];
             p.odim[p.no] = t->shape.dim[d];
             p.ost[p.no++] = st[d];
         }
     }
-    return p.nout > 0 ? run_reduce(&p) : 0;
+    if (p.nout == 0) return 0;
+    return !p.suffix && middle ? run_cols(op, t, out, outer, p.K, inner) : run_reduce(&p);
 }
 
 tensor *tj_t_reduce(tj_op op, tensor *t, int naxes, const int *axes, bool keepdims) {

@@ -5,6 +5,9 @@
 static void sum_f32(int64_t n, const void *x, void *out) { *(float *)out = tj_sum_block_f32(x, n); }
 static void sum_f64(int64_t n, const void *x, void *out) { *(double *)out = tj_sum_block_f64(x, n); }
 static void sum_i32(int64_t n, const void *x, void *out) { *(int32_t *)out = tj_sum_block_i32(x, n); }
+static void cols_f32(const void *x, int64_t K, int64_t st, int64_t n, void *acc, void *y) { tj_sum_cols_f32(x, K, st, n, acc, y); }
+static void cols_f64(const void *x, int64_t K, int64_t st, int64_t n, void *acc, void *y) { tj_sum_cols_f64(x, K, st, n, acc, y); }
+static void cols_i32(const void *x, int64_t K, int64_t st, int64_t n, void *acc, void *y) { tj_sum_cols_i32(x, K, st, n, acc, y); }
 
 /* d sum(a)/da = g broadcast back over the reduced axes */
 static int sum_grad(const tj_node *n, tensor *g, tensor **gin) {
@@ -17,6 +20,7 @@ const tj_op_info tj_op_sum = {
     .kind = TJ_KIND_REDUCE,
     .grad = sum_grad,
     .reduce = {sum_f32, sum_f64, sum_i32},
+    .reduce_cols = {cols_f32, cols_f64, cols_i32},
 };
 
 tj_tensor *tj_sum(tj_tensor *h, int naxes, const int *axes, bool keepdims) {
