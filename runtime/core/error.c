@@ -87,18 +87,73 @@ static void cache_flush(void) {
     pthread_mutex_unlock(&cache_lock);
 }
 
+/* Small blocks (an eager op's tensor: header and data in one) come and go by the
+ * thousand per step; malloc and free were 40% of W1's eager step. Each thread keeps
+ * freed blocks in lists by size class (multiples of 64 bytes), without locks; a block
+ * of a class is allocated at the class's full size, so any block of it fits. A thread's
+ * lists are freed when it ends. */
+#define SMALL_MAX 4096
+#define SMALL_CLASSES (SMALL_MAX / 64)
+#define SMALL_KEEP 256                        /* blocks kept per class */
+
+typedef struct small_block { struct small_block *next; } small_block;
+static _Thread_local struct { small_block *head[SMALL_CLASSES]; int count[SMALL_CLASSES]; bool keyed; } small;
+static pthread_key_t small_key;
+static pthread_once_t small_once = PTHREAD_ONCE_INIT;
+
+static size_t small_class(size_t n) { return (n - 1) / 64; }      /* n >= 1 */
+
+static void small_flush(void *unused) {
+    (void)unused;
+    for (int c = 0; c < SMALL_CLASSES; c++) {
+        for (small_block *b = small.head[c], *next; b; b = next) { next = b->next; free(b); }
+        small.head[c] = NULL;
+        small.count[c] = 0;
+    }
+}
+
+static void small_key_create(void) { pthread_key_create(&small_key, small_flush); }
+
+static bool small_put(void *p, size_t n) {
+    size_t c = small_class(n ? n : 1);
+    if (small.count[c] == SMALL_KEEP) return false;
+    if (!small.keyed) {       /* the key's destructor runs at thread exit only if set */
+        pthread_once(&small_once, small_key_create);
+        pthread_setspecific(small_key, &small);
+        small.keyed = true;
+    }
+    small_block *b = p;
+    b->next = small.head[c];
+    small.head[c] = b;
+    small.count[c]++;
+    return true;
+}
+
+static void *small_take(size_t n) {
+    size_t c = small_class(n);
+    small_block *b = small.head[c];
+    if (!b) return malloc((c + 1) * 64);
+    small.head[c] = b->next;
+    small.count[c]--;
+    return b;
+}
+
 static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     (void)ud;
     if (nsize == 0) {
+        if (ptr && osize <= SMALL_MAX && small_put(ptr, osize)) return NULL;
         if (ptr && osize >= CACHE_MIN && cache_put(ptr, osize)) return NULL;
         free(ptr);
         return NULL;
     }
+    if (!ptr && nsize <= SMALL_MAX) return small_take(nsize);
     if (!ptr && nsize >= CACHE_MIN) {
         void *p = cache_take(nsize);
         if (p) return p;
     }
-    return realloc(ptr, nsize);
+    if (ptr && osize <= SMALL_MAX && nsize <= SMALL_MAX && small_class(osize ? osize : 1) == small_class(nsize))
+        return ptr;
+    return realloc(ptr, nsize <= SMALL_MAX ? (small_class(nsize) + 1) * 64 : nsize);
 }
 
 static tj_alloc_fn alloc_fn = default_alloc;
@@ -106,6 +161,7 @@ static void *alloc_ud;
 
 void tj_set_allocator(tj_alloc_fn fn, void *ud) {
     cache_flush();                  /* its blocks came from the default allocator */
+    small_flush(NULL);              /* (this thread's; other threads free theirs at exit) */
     alloc_fn = fn ? fn : default_alloc;
     alloc_ud = fn ? ud : NULL;
 }
