@@ -3,11 +3,41 @@
 
 #include <string.h>
 
+/* The last two axes swapped, the others kept: (batch, R, C) -> (batch, C, R) in tiles of
+ * TILE x TILE, so that both sides stay in cache (the matmul gradients' transposes). */
+#define TILE 32
+#define SWAP_LAST2(name, T)                                                                   \
+    static void name(int64_t batch, int64_t R, int64_t C, const void *xv, void *yv) {           \
+        const T *x = xv;                                                                      \
+        T *y = yv;                                                                            \
+        for (int64_t b = 0; b < batch; b++, x += R * C, y += R * C)                           \
+            for (int64_t i0 = 0; i0 < R; i0 += TILE)                                          \
+                for (int64_t j0 = 0; j0 < C; j0 += TILE) {                                    \
+                    int64_t i1 = i0 + TILE < R ? i0 + TILE : R, j1 = j0 + TILE < C ? j0 + TILE : C; \
+                    for (int64_t j = j0; j < j1; j++)                                         \
+                        for (int64_t i = i0; i < i1; i++) y[j * R + i] = x[i * C + j];        \
+                }                                                                             \
+    }
+SWAP_LAST2(swap_last2_4, uint32_t)
+SWAP_LAST2(swap_last2_8, uint64_t)
+
+static bool swaps_last2(const int *perm, int r) {
+    if (r < 2 || perm[r - 2] != r - 1 || perm[r - 1] != r - 2) return false;
+    for (int d = 0; d < r - 2; d++)
+        if (perm[d] != d) return false;
+    return true;
+}
+
 /* out[i0..] = in[..] walking out in order; the input offset advances by permuted strides */
 static int transpose_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
     (void)nin;
     const tensor *t = in[0];
     int r = t->shape.ndim;
+    if (swaps_last2(attr->perm, r) && t->numel > 0) {
+        int64_t R = t->shape.dim[r - 2], C = t->shape.dim[r - 1];
+        (tj_dtype_size(t->dtype) == 4 ? swap_last2_4 : swap_last2_8)(t->numel / (R * C), R, C, t->data, out->data);
+        return 0;
+    }
     int64_t ist[TJ_MAX_DIMS], st[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
     tj_strides(&t->shape, ist);
     for (int d = 0; d < r; d++) st[d] = ist[attr->perm[d]];
