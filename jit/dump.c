@@ -628,6 +628,7 @@ static const char *kind_name(tj_kernel_kind k) {
     switch (k) {
     case TJ_KERNEL_LOOP: return "vector loop";
     case TJ_KERNEL_REDUCE: return "reduction";
+    case TJ_KERNEL_SMALL_MATMUL: return "small matmul (inline)";
     case TJ_KERNEL_BLAS: return "BLAS call";
     case TJ_KERNEL_CALL: return "kernel call";
     case TJ_KERNEL_VIEW: return "view";
@@ -641,8 +642,10 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
     for (int i = 0; i < g->n; i++) views += live[i] && tj_lower_is_view(&g->nodes[i]) && g->nodes[i].replaced_by < 0;
     sb_puts(b, "# tapejit fusion groups: the kernels of the compiled step, in the order step runs them.\n"
                "# kinds: vector loop (elementwise, explicit vectors + scalar tail), reduction (canonical order),\n"
-               "# BLAS call (matmul: cblas_?gemm), kernel call (the op's eager kernel, through tj_jit_call),\n"
-               "# view (no code: shares its input's buffer).\n"
+               "# small matmul (inline vectors across n, in the order of ops/matmul_small.h; an operand that is a\n"
+               "# transpose of the last two axes is read in place, and such a transpose read by nothing else has\n"
+               "# no kernel), BLAS call (matmul: cblas_?gemm), kernel call (the op's eager kernel, through\n"
+               "# tj_jit_call), view (no code: shares its input's buffer).\n"
                "# space: loop dims after size-1 dims are dropped and contiguous dims merged, with each input's\n"
                "# stride per dim (0: broadcast); outputs x values for reductions; m n k for matmul.\n"
                "# bytes: each input read once in full plus the output written once (an estimate: slices and\n"
@@ -706,6 +709,15 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                       nd->dtype == TJ_F64 ? "cblas_dgemm" : "cblas_sgemm");
             break;
         }
+        case TJ_KERNEL_SMALL_MATMUL: {
+            tj_small_matmul mm;
+            tj_kernel_small_matmul(g, nd, &mm);
+            sb_printf(b, "m %lld, n %lld, k %lld, %lld batch%s", (long long)mm.m, (long long)mm.n, (long long)mm.k,
+                      (long long)tj_shape_numel(&mm.batch), tj_shape_numel(&mm.batch) == 1 ? "" : "es");
+            if (mm.a_through >= 0) sb_printf(b, "; a: %%%d read transposed in place of %%%d", mm.a, mm.a_through);
+            if (mm.b_through >= 0) sb_printf(b, "; b: %%%d read transposed in place of %%%d", mm.b, mm.b_through);
+            break;
+        }
         case TJ_KERNEL_CALL:
             sb_puts(b, "the eager kernel of ");
             sb_puts(b, tj_ops[nd->op]->name);
@@ -721,6 +733,11 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             tj_kernel_loop_dims(g, k, &e);
             nin = e.nin;
             memcpy(in_ids, e.in, sizeof(int) * (size_t)nin);
+        } else if (kk == TJ_KERNEL_SMALL_MATMUL) {      /* what it reads: through transposes */
+            tj_small_matmul mm;
+            tj_kernel_small_matmul(g, nd, &mm);
+            in_ids[nin++] = mm.a;
+            in_ids[nin++] = mm.b;
         } else {
             for (int q = 0; q < nd->nin && nin < TJ_GROUP_MAX_IN; q++) in_ids[nin++] = tj_graph_resolve(g, nd->in[q]);
         }

@@ -313,9 +313,9 @@ static int sig_layout(sig *s, bool share) {
 static int sig_compile(tj_function *f, sig *s) {
     int rc = tj_engine_init();
     if (!rc) rc = tj_engine_define("tj_jit_call", (void *)(uintptr_t)tj_jit_call);
-    /* matmul calls the BLAS routine eager uses, by its address: never by link order */
-    if (!rc && tj_blas_sgemm_symbol()) rc = tj_engine_define("cblas_sgemm", tj_blas_sgemm_symbol());
-    if (!rc && tj_blas_dgemm_symbol()) rc = tj_engine_define("cblas_dgemm", tj_blas_dgemm_symbol());
+    /* matmul calls the routine eager uses, by its address: never by link order */
+    if (!rc) rc = tj_engine_define("tj_blas_sgemm", (void *)(uintptr_t)tj_blas_sgemm);
+    if (!rc) rc = tj_engine_define("tj_blas_dgemm", (void *)(uintptr_t)tj_blas_dgemm);
     double t0 = tj_now_ms();
     if (!rc) rc = tj_graph_optimize(s->g);
     if (rc) return rc;
@@ -633,6 +633,7 @@ static void compile_or_fallback(tj_function *f, sig *s) {
     atomic_store(&s->state, SIG_EAGER);
 }
 
+#ifdef TJ_HAVE_JIT
 /* Background compiles in flight, so that exit waits for them (LLVM cannot be torn down
  * under a compiling thread). */
 static pthread_mutex_t flight_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -663,7 +664,6 @@ static void *compile_thread(void *arg) {
 
 /* Starts compiling s on a thread of its own; compiles here if no thread can start. */
 static void compile_start(tj_function *f, sig *s) {
-#ifdef TJ_HAVE_JIT
     int before = tj_error_code();
     compile_job *job = tj_engine_init() == 0 ? tj_mem_alloc(sizeof *job) : NULL;   /* engine's atexit first */
     if (!before) tj_clear_error();
@@ -682,9 +682,11 @@ static void compile_start(tj_function *f, sig *s) {
         pthread_mutex_unlock(&flight_mu);
         tj_mem_free(job, sizeof *job);
     }
-#endif
     compile_or_fallback(f, s);
 }
+#else
+static void compile_start(tj_function *f, sig *s) { compile_or_fallback(f, s); }
+#endif
 
 static void sig_join(sig *s) {
     if (!s->joinable) return;

@@ -1,9 +1,10 @@
 /* kernels.c: how each live node becomes a kernel: a view (no code), an elementwise vector
- * loop, an inline reduction, a direct BLAS call or a call of the op's eager kernel, and
- * the folded loop nest of elementwise kernels. One place, used by the lowering (lower.c)
- * and the dumps (dump.c); plain C, no LLVM. */
+ * loop, an inline reduction, an inline small matmul (reading transposes in place), a direct
+ * BLAS call or a call of the op's eager kernel, and the folded loop nest of elementwise
+ * kernels. One place, used by the lowering (lower.c) and the dumps (dump.c); plain C, no LLVM. */
 #include "lowered.h"
 #include "core/blas.h"
+#include "matmul_small.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -102,28 +103,62 @@ static int inputs_with(const tj_graph *g, const tj_kernel *k, int id) {
     return e.nin;
 }
 
-static bool kernel_node(const tj_graph *g, const bool *live, int i) {
+static bool kernel_node(const tj_graph *g, const bool *live, const bool *folded, int i) {
     const tj_gnode *nd = &g->nodes[i];
-    return live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd);
+    return live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd) && !folded[i];
 }
 
-int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored) {
-    *out = NULL;
-    *n = 0;
-    tj_kernel *ks = tj_mem_calloc(sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1));
-    if (!ks) return TJ_ERR_OOM;
+/* Why an open fused loop ends before a kernel of kind k. */
+static const char *ends_before(tj_kernel_kind k) {
+    switch (k) {
+    case TJ_KERNEL_REDUCE: return "a reduction follows";
+    case TJ_KERNEL_SMALL_MATMUL: return "a matmul (inline) follows";
+    case TJ_KERNEL_BLAS: return "a matmul (BLAS call) follows";
+    case TJ_KERNEL_VIEW: case TJ_KERNEL_LOOP: case TJ_KERNEL_CALL: break;
+    }
+    return "an op without a loop of its own follows";
+}
+
+/* The input of node id if it is a transpose swapping the last two axes, else -1. */
+static int swapped_input(const tj_graph *g, int id) {
+    const tj_gnode *t = &g->nodes[tj_graph_resolve(g, id)];
+    int r = t->shape.ndim;
+    if (t->kind != TJ_N_OP || t->op != TJ_OP_TRANSPOSE || r < 2) return -1;
+    for (int d = 0; d < r - 2; d++)
+        if (t->attr.perm[d] != d) return -1;
+    if (t->attr.perm[r - 2] != r - 1 || t->attr.perm[r - 1] != r - 2) return -1;
+    return tj_graph_resolve(g, t->in[0]);
+}
+
+/* folded[t]: t is a live transpose whose every reader is a small matmul (which reads t's
+ * input in place), and no output or state write: it needs no kernel and no value. */
+static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
+    for (int i = 0; i < g->n; i++) folded[i] = live[i] && g->nodes[i].replaced_by < 0 && swapped_input(g, i) >= 0;
+    for (int i = 0; i < g->nout; i++) folded[tj_graph_resolve(g, g->outputs[i])] = false;
+    for (int i = 0; i < g->nwrites; i++) folded[tj_graph_resolve(g, g->writes[i].node)] = false;
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        tj_small_matmul mm;
+        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0 || tj_kernel_small_matmul(g, nd, &mm)) continue;
+        for (int q = 0; q < nd->nin; q++) folded[tj_graph_resolve(g, nd->in[q])] = false;
+    }
+}
+
+/* The kernels in order: fused runs of elementwise ops, every other kernel node alone. */
+static int group(const tj_graph *g, const bool *live, const bool *folded, tj_kernel *ks) {
     int nk = 0;
     tj_kernel *open = NULL;                        /* the fused loop that may grow */
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
-        if (!kernel_node(g, live, i)) {
-            if (live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && open) {
+        if (!kernel_node(g, live, folded, i)) {
+            if (live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !folded[i] && open) {
                 open->ends = "a view (reshape or stop_gradient) follows";
                 open = NULL;
             }
             continue;
         }
-        bool loop = tj_kernel_kind_of(g, nd) == TJ_KERNEL_LOOP;
+        tj_kernel_kind kind = tj_kernel_kind_of(g, nd);
+        bool loop = kind == TJ_KERNEL_LOOP;
         if (open && loop) {
             const tj_gnode *first = &g->nodes[open->node];
             if (!tj_shape_equal(&first->shape, &nd->shape)) open->ends = "the next elementwise op has another shape";
@@ -134,8 +169,7 @@ int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n,
                 continue;
             }
         } else if (open) {
-            open->ends = tj_kernel_kind_of(g, nd) == TJ_KERNEL_REDUCE ? "a reduction follows"
-                       : tj_kernel_kind_of(g, nd) == TJ_KERNEL_BLAS ? "a matmul (BLAS call) follows" : "an op without a loop of its own follows";
+            open->ends = ends_before(kind);
         }
         tj_kernel *k = &ks[nk++];
         k->node = i;
@@ -144,19 +178,19 @@ int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n,
         k->ends = loop ? "the step ends" : NULL;
         open = loop ? k : NULL;
     }
-    /* stored: everything but fused values used only inside their loop */
-    for (int i = 0; i < g->n; i++) stored[i] = true;
-    int *kernel_of = tj_mem_alloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
-    if (!kernel_of) { tj_mem_free(ks, sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1)); return TJ_ERR_OOM; }
-    for (int i = 0; i < g->n; i++) kernel_of[i] = -1;
+    return nk;
+}
+
+/* stored: everything but fused values used only inside their loop and folded transposes */
+static void mark_stored(const tj_graph *g, const bool *live, const bool *folded, const tj_kernel *ks, int nk,
+                        int *kernel_of, bool *outside, bool *stored) {
+    for (int i = 0; i < g->n; i++) {
+        stored[i] = !folded[i];
+        kernel_of[i] = -1;
+        outside[i] = false;
+    }
     for (int k = 0; k < nk; k++)
         for (int m = 0; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
-    bool *outside = tj_mem_calloc(sizeof(bool) * (size_t)(g->n ? g->n : 1));
-    if (!outside) {
-        tj_mem_free(kernel_of, sizeof(int) * (size_t)(g->n ? g->n : 1));
-        tj_mem_free(ks, sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1));
-        return TJ_ERR_OOM;
-    }
     for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
     for (int i = 0; i < g->nwrites; i++) outside[tj_graph_resolve(g, g->writes[i].node)] = true;
     for (int i = 0; i < g->n; i++) {
@@ -170,7 +204,10 @@ int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n,
     for (int k = 0; k < nk; k++)
         if (ks[k].nops > 1)
             for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
-    /* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements */
+}
+
+/* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements */
+static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
         ks[k].range = 1;
         ks[k].grain = 1;
@@ -181,21 +218,49 @@ int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n,
         ks[k].range = e.dim[0];
         ks[k].grain = per_row >= 16384 ? 1 : (16384 + per_row - 1) / per_row;
     }
-    /* names: k<first>_<op>_<op>... (cut to fit) */
+}
+
+/* names: k<first>_<op>_<op>... (cut to fit) */
+static void name_kernels(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
         size_t len = (size_t)snprintf(ks[k].name, sizeof ks[k].name, "k%d", ks[k].node);
         for (int m = 0; m < ks[k].nops && len < sizeof ks[k].name; m++)
             len += (size_t)snprintf(ks[k].name + len, sizeof ks[k].name - len, "_%s", tj_ops[g->nodes[ks[k].ops[m]].op]->name);
     }
-    tj_mem_free(outside, sizeof(bool) * (size_t)(g->n ? g->n : 1));
-    tj_mem_free(kernel_of, sizeof(int) * (size_t)(g->n ? g->n : 1));
-    tj_kernel *fit = tj_mem_alloc(sizeof(tj_kernel) * (size_t)(nk ? nk : 1));
-    if (fit) memcpy(fit, ks, sizeof(tj_kernel) * (size_t)nk);
-    tj_mem_free(ks, sizeof(tj_kernel) * (size_t)(g->n ? g->n : 1));
-    if (!fit) return TJ_ERR_OOM;
+}
+
+int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored) {
+    *out = NULL;
+    *n = 0;
+    size_t nn = (size_t)(g->n ? g->n : 1);
+    int rc = TJ_ERR_OOM, nk = 0;
+    tj_kernel *ks = tj_mem_calloc(sizeof(tj_kernel) * nn), *fit = NULL;
+    if (!ks) return TJ_ERR_OOM;
+    int *kernel_of = tj_mem_alloc(sizeof(int) * nn);
+    if (!kernel_of) goto free_ks;
+    bool *outside = tj_mem_alloc(sizeof(bool) * nn);
+    if (!outside) goto free_kernel_of;
+    bool *folded = tj_mem_alloc(sizeof(bool) * nn);
+    if (!folded) goto free_outside;
+    fold_transposes(g, live, folded);
+    nk = group(g, live, folded, ks);
+    mark_stored(g, live, folded, ks, nk, kernel_of, outside, stored);
+    split_ranges(g, ks, nk);
+    name_kernels(g, ks, nk);
+    if (!(fit = tj_mem_alloc(sizeof(tj_kernel) * (size_t)(nk ? nk : 1)))) goto free_folded;
+    memcpy(fit, ks, sizeof(tj_kernel) * (size_t)nk);
     *out = fit;
     *n = nk;
-    return 0;
+    rc = 0;
+free_folded:
+    tj_mem_free(folded, sizeof(bool) * nn);
+free_outside:
+    tj_mem_free(outside, sizeof(bool) * nn);
+free_kernel_of:
+    tj_mem_free(kernel_of, sizeof(int) * nn);
+free_ks:
+    tj_mem_free(ks, sizeof(tj_kernel) * nn);
+    return rc;
 }
 
 /* f32/f64 matmul whose batch dims match (or are absent): one cblas_?gemm call per batch
@@ -214,11 +279,40 @@ static bool matmul_direct(const tj_graph *g, const tj_gnode *nd) {
     return nd->numel / (m * n) <= 64;
 }
 
+/* An operand of a small matmul: node in (or the input of the transpose it is: *through). */
+static int operand(const tj_graph *g, int in, int *through) {
+    int x = swapped_input(g, in);
+    *through = x >= 0 ? tj_graph_resolve(g, in) : -1;
+    return x >= 0 ? x : tj_graph_resolve(g, in);
+}
+
+bool tj_kernel_small_matmul(const tj_graph *g, const tj_gnode *nd, tj_small_matmul *mm) {
+    if (nd->kind != TJ_N_OP || nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
+    const tj_shape *as = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape;
+    const tj_shape *bs = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;
+    int r = nd->shape.ndim;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = as->dim[as->ndim - 1];
+    if (!tj_matmul_small(m, n, k)) return false;
+    *mm = (tj_small_matmul){.dtype = nd->dtype, .m = m, .n = n, .k = k, .batch = {.ndim = r - 2}};
+    for (int d = 0; d < r - 2; d++) mm->batch.dim[d] = nd->shape.dim[d];
+    tj_matmul_batch_strides(as, &mm->batch, mm->sta);     /* a transpose keeps its batch layout */
+    tj_matmul_batch_strides(bs, &mm->batch, mm->stb);
+    mm->a = operand(g, nd->in[0], &mm->a_through);
+    mm->b = operand(g, nd->in[1], &mm->b_through);
+    mm->ars = mm->a_through < 0 ? k : 1;                   /* a^T stored as (k, m) */
+    mm->acs = mm->a_through < 0 ? 1 : m;
+    mm->brs = mm->b_through < 0 ? n : 1;                   /* b^T stored as (n, k) */
+    mm->bcs = mm->b_through < 0 ? 1 : k;
+    return true;
+}
+
 tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd) {
     int64_t nout, K;
+    tj_small_matmul mm;
     if (tj_lower_is_view(nd)) return TJ_KERNEL_VIEW;
     if (tj_lower_inline(g, nd)) return TJ_KERNEL_LOOP;
     if (tj_lower_reduce_inline(g, nd, &nout, &K)) return TJ_KERNEL_REDUCE;
+    if (tj_kernel_small_matmul(g, nd, &mm)) return TJ_KERNEL_SMALL_MATMUL;
     if (matmul_direct(g, nd)) return TJ_KERNEL_BLAS;
     return TJ_KERNEL_CALL;
 }

@@ -2,10 +2,12 @@
  * i's data (parameters, state and constants are filled in by the caller; views share
  * their input's pointer). Elementwise nodes become explicit vector loops whose arithmetic
  * mirrors the eager kernels (runtime/ops/<op>.c and math/tj_math.h via lower_math.c)
- * operation by operation; every other op calls its own eager kernel through
- * tj_jit_call(calls[i]), so the results are the eager results, bit for bit. */
+ * operation by operation, as do reductions (lower_reduce.c) and small matmuls
+ * (lower_matmul.c); larger matmuls call BLAS; every other op calls its own eager kernel
+ * through tj_jit_call(calls[i]), so the results are the eager results, bit for bit. */
 #include "lower.h"
 #include "lower_math.h"
+#include "lower_matmul.h"
 #include "lower_reduce.h"
 
 #include <stdio.h>
@@ -266,6 +268,7 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     for (int d = e.nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
 }
 
+/* A matmul by BLAS: tj_blas_?gemm per batch, the routine eager calls (core/blas.h). */
 static void lower_matmul(lctx *c, int id) {
     const tj_gnode *nd = &c->g->nodes[id];
     const tj_shape *as = &c->g->nodes[tj_graph_resolve(c->g, nd->in[0])].shape;
@@ -274,22 +277,26 @@ static void lower_matmul(lctx *c, int id) {
     int64_t nbatch = nd->numel / (m * n);
     bool f32 = nd->dtype == TJ_F32;
     LLVMTypeRef et = f32 ? c->f32 : c->f64;
-    LLVMTypeRef args[14] = {c->i32, c->i32, c->i32, c->i32, c->i32, c->i32, et, c->ptr, c->i32, c->ptr, c->i32, et, c->ptr, c->i32};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 14, 0);
-    const char *name = f32 ? "cblas_sgemm" : "cblas_dgemm";
+    LLVMTypeRef args[6] = {c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 6, 0);
+    const char *name = f32 ? "tj_blas_sgemm" : "tj_blas_dgemm";
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) fn = LLVMAddFunction(c->mod, name, fty);
     LLVMValueRef A = buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])), B = buf_ptr(c, tj_graph_resolve(c->g, nd->in[1]));
     LLVMValueRef C = buf_ptr(c, id);
-    LLVMValueRef i32m = LLVMConstInt(c->i32, (unsigned long long)m, 0), i32n = LLVMConstInt(c->i32, (unsigned long long)n, 0);
-    LLVMValueRef i32k = LLVMConstInt(c->i32, (unsigned long long)k, 0);
-    for (int64_t bi = 0; bi < nbatch; bi++) {   /* CblasRowMajor 101, CblasNoTrans 111 */
-        LLVMValueRef av[14] = {LLVMConstInt(c->i32, 101, 0), LLVMConstInt(c->i32, 111, 0), LLVMConstInt(c->i32, 111, 0),
-                               i32m, i32n, i32k, LLVMConstReal(et, 1.0), gep(c, et, A, cint(c, bi * m * k)), i32k,
-                               gep(c, et, B, cint(c, bi * k * n)), i32n, LLVMConstReal(et, 0.0),
-                               gep(c, et, C, cint(c, bi * m * n)), i32n};
-        LLVMBuildCall2(c->b, fty, fn, av, 14, "");
+    for (int64_t bi = 0; bi < nbatch; bi++) {
+        LLVMValueRef av[6] = {cint(c, m), cint(c, n), cint(c, k), gep(c, et, A, cint(c, bi * m * k)),
+                              gep(c, et, B, cint(c, bi * k * n)), gep(c, et, C, cint(c, bi * m * n))};
+        LLVMBuildCall2(c->b, fty, fn, av, 6, "");
     }
+}
+
+/* A small matmul inline (lower_matmul.c): vectors of c->lanes f32 or half as many f64. */
+static void lower_small_matmul(lctx *c, int id) {
+    tj_small_matmul mm;
+    tj_kernel_small_matmul(c->g, &c->g->nodes[id], &mm);
+    int lanes = mm.dtype == TJ_F64 ? c->lanes / 2 : c->lanes;
+    tj_lower_small_matmul(c->mod, c->b, c->fn, &mm, lanes > 0 ? lanes : 1, buf_ptr(c, mm.a), buf_ptr(c, mm.b), buf_ptr(c, id));
 }
 
 static void lower_reduce(lctx *c, int id) {
@@ -373,6 +380,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         switch (tj_kernel_kind_of(g, nd)) {
         case TJ_KERNEL_LOOP: lower_loop(&c, k, stored); break;
         case TJ_KERNEL_REDUCE: lower_reduce(&c, k->node); break;
+        case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k->node); break;
         case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;
         case TJ_KERNEL_CALL: lower_call(&c, k->node); break;
         case TJ_KERNEL_VIEW: break;

@@ -43,13 +43,16 @@ typedef struct tj_lowered {
     char *ir, *ir_opt, *asm_text;   /* texts, when asked for (dumps) */
 } tj_lowered;
 
-typedef enum { TJ_KERNEL_VIEW, TJ_KERNEL_LOOP, TJ_KERNEL_REDUCE, TJ_KERNEL_BLAS, TJ_KERNEL_CALL } tj_kernel_kind;
+typedef enum {
+    TJ_KERNEL_VIEW, TJ_KERNEL_LOOP, TJ_KERNEL_REDUCE, TJ_KERNEL_SMALL_MATMUL, TJ_KERNEL_BLAS, TJ_KERNEL_CALL
+} tj_kernel_kind;
 tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 
 /* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
- * runs of consecutive elementwise nodes of one shape fuse into one loop; every other node
+ * runs of consecutive elementwise nodes of one shape fuse into one loop; a transpose read
+ * only by small matmuls (which read its input in place) has no kernel; every other node
  * is a kernel of its own. stored[i]: node i's value is written to its buffer (a fused
- * value used only inside its loop stays in registers). 0 or OOM. */
+ * value used only inside its loop, or such a transpose, is not). 0 or OOM. */
 int  tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored);
 
 /* The loop nest of a fused loop: its shape with size-1 dims dropped and contiguous dims
@@ -71,5 +74,21 @@ bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);
 bool tj_lower_reduce_inline(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K);
 /* The node shares its input's buffer (reshape, stop_gradient): no code. */
 bool tj_lower_is_view(const tj_gnode *nd);
+
+/* A small f32/f64 matmul (ops/matmul_small.h decides) generated inline, in the order of
+ * that header. An operand that is a transpose swapping the last two axes is read from the
+ * transpose's input in place, its strides swapped. Batch t (row-major over batch, the
+ * output's batch dims) reads A + sum_d t_d*sta[d], B + sum_d t_d*stb[d] and writes C +
+ * t*m*n; within it a[i,p] = A[i*ars + p*acs], b[p,j] = B[p*brs + j*bcs], y[i,j] = C[i*n + j]. */
+typedef struct tj_small_matmul {
+    int a, b;                   /* the nodes read: A and B */
+    int a_through, b_through;   /* the transpose read through (then a, b are its input), or -1 */
+    tj_dtype dtype;
+    int64_t m, n, k;
+    int64_t ars, acs, brs, bcs;
+    tj_shape batch;
+    int64_t sta[TJ_MAX_DIMS], stb[TJ_MAX_DIMS];   /* 0 where an operand is broadcast */
+} tj_small_matmul;
+bool tj_kernel_small_matmul(const tj_graph *g, const tj_gnode *nd, tj_small_matmul *mm);
 
 #endif

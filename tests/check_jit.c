@@ -1,5 +1,6 @@
 /* check_jit.c: compiled == eager, bit for bit. Every op of the table (tests/opspec.c)
- * compiled, forward and gradient, over broadcasting and odd sizes; whole training steps
+ * compiled, forward and gradient, over broadcasting and odd sizes; small matmuls generated
+ * inline, with transposed operands read in place, vector tails and batches; whole training steps
  * over 100 steps (an MLP with Adam and MSE, an MLP with softmax cross-entropy and
  * dropout, a GAN-shaped step with two tapes); retracing, state, constants, the eager
  * fallback and check mode. */
@@ -172,6 +173,116 @@ START_TEST(test_cast_specials_compiled) {
         ck_assert_str_eq(tj_function_last_path(f), "compiled");
         for (int i = 0; i < 3; i++) ck_assert_msg(same_bits(e[i], c[i]), "input %d output %d", k, i);
     }
+    tj_function_free(f);
+}
+END_TEST
+
+/* ---- small matmuls inline (ops/matmul_small.h, jit/lower_matmul.c) ------------------------ */
+
+/* out[0] = A @ B where A is in[0] or its transpose (last two axes: ta), B likewise (tb);
+ * share 1: out[1] = -A^T or -B^T (the transpose has another reader and must be computed);
+ * share 2: out[1] = the transpose itself (an output). */
+typedef struct { bool ta, tb; int share; } mm_job;
+
+static tj_tensor *swap_last2(tj_tensor *t) {
+    int r = tj_tensor_shape(t).ndim, perm[TJ_MAX_DIMS];
+    for (int d = 0; d < r; d++) perm[d] = d;
+    perm[r - 2] = r - 1;
+    perm[r - 1] = r - 2;
+    return tj_transpose(t, perm);
+}
+
+static int mm_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    const mm_job *j = user;
+    (void)n_in; (void)n_out;
+    tj_tensor *a = j->ta ? swap_last2(in[0]) : in[0], *b = j->tb ? swap_last2(in[1]) : in[1];
+    out[0] = tj_matmul(a, b);
+    if (j->share) {
+        tj_tensor *t = j->ta ? a : b;
+        out[1] = j->share == 1 ? tj_neg(t) : t;
+    }
+    return out[0] ? 0 : tj_error_code();
+}
+
+/* Compiles j on (in[0], in[1]), checks compiled == eager bit for bit; returns the kernels. */
+static int mm_compare(const mm_job *j, tj_tensor *a, tj_tensor *b, const char *what) {
+    tj_tensor *in[2] = {a, b}, *e[2], *c[2];
+    int n_out = j->share ? 2 : 1;
+    tj_set_mode(TJ_MODE_EAGER);
+    ck_assert_msg(mm_step((void *)j, 2, in, n_out, e) == 0, "%s: %s", what, tj_last_error());
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function *f = tj_function_new("mm", mm_step, (void *)j);
+    ck_assert_int_eq(tj_function_call(f, 2, in, n_out, c), 0);
+    ck_assert_msg(tj_function_call(f, 2, in, n_out, c) == 0, "%s: %s", what, tj_last_error());
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    for (int i = 0; i < n_out; i++) ck_assert_msg(same_bits(e[i], c[i]), "%s: output %d: compiled differs from eager", what, i);
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    tj_function_free(f);
+    return st.kernels;
+}
+
+static tj_tensor *normal_dt(tj_dtype dt, tj_shape s) {
+    tj_tensor *x = tj_rand_normal(s, 0, 1);
+    return dt == TJ_F64 ? tj_cast(x, TJ_F64) : x;
+}
+
+/* shape (batch..., r, c) for batch variant v: none, (3), (2, 1) */
+static tj_shape mat_shape(int v, bool second, int64_t r, int64_t c) {
+    if (v == 1) return TJ_SHAPE(3, r, c);
+    if (v == 2) return second ? TJ_SHAPE(3, r, c) : TJ_SHAPE(2, 1, r, c);
+    return TJ_SHAPE(r, c);
+}
+
+/* n below, at and above the vector widths (16 f32 lanes, 8 f64 on AVX-512; 8/4 on AVX2)
+ * with every tail, n = 1, k = 1, m not a multiple of the 4-row tiles, the rule's edge */
+START_TEST(test_small_matmul_compiled_equals_eager) {
+    static const int64_t sizes[][3] = {   /* m, n, k */
+        {10, 32, 3}, {10, 1, 32}, {10, 32, 1}, {32, 1, 10}, {3, 32, 10}, {1, 1, 1}, {5, 17, 7}, {4, 15, 6},
+        {9, 33, 2}, {6, 8, 5}, {2, 31, 9}, {7, 3, 1}, {1, 47, 3}, {8, 16, 16}, {8, 16, 17},
+    };
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++)
+        for (int d = 0; d < 2; d++)
+            for (int t = 0; t < 4; t++)
+                for (int v = 0; v < 3; v++) {
+                    int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
+                    tj_dtype dt = d ? TJ_F64 : TJ_F32;
+                    mm_job j = {.ta = t & 1, .tb = t & 2};
+                    char what[96];
+                    snprintf(what, sizeof what, "%s (%lld,%lld,%lld) transposes %d batches %d", tj_dtype_name(dt),
+                             (long long)m, (long long)n, (long long)k, t, v);
+                    tj_scope_begin();
+                    tj_seed(c * 31 + (uint64_t)(d * 8 + t * 2 + v));
+                    tj_tensor *a = normal_dt(dt, j.ta ? mat_shape(v, false, k, m) : mat_shape(v, false, m, k));
+                    tj_tensor *b = normal_dt(dt, j.tb ? mat_shape(v, true, n, k) : mat_shape(v, true, k, n));
+                    mm_compare(&j, a, b, what);
+                    tj_scope_end();
+                }
+}
+END_TEST
+
+/* A transpose read only by small matmuls has no kernel; one read by anything else, or an
+ * output, is still computed (and the results still agree); before a bigger matmul (BLAS)
+ * it keeps its kernel. Check mode agrees with folded transposes too. */
+START_TEST(test_small_matmul_folds_transposes) {
+    tj_seed(3);
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(10, 3), 0, 1), *g = tj_rand_normal(TJ_SHAPE(10, 32), 0, 1);
+    tj_tensor *w = tj_rand_normal(TJ_SHAPE(1, 32), 0, 1), *h = tj_rand_normal(TJ_SHAPE(1, 10), 0, 1);
+    mm_job at = {.ta = true}, bt = {.tb = true}, both = {.ta = true, .tb = true};
+    ck_assert_int_eq(mm_compare(&at, x, g, "x^T @ g"), 1);                 /* (3,10) @ (10,32) */
+    ck_assert_int_eq(mm_compare(&bt, g, w, "g @ w^T"), 1);                 /* (10,32) @ (32,1) */
+    ck_assert_int_eq(mm_compare(&both, g, h, "g^T @ h^T"), 1);             /* (32,10) @ (10,1) */
+    mm_job shared = {.ta = true, .share = 1}, output = {.ta = true, .share = 2};
+    ck_assert_int_eq(mm_compare(&shared, x, g, "x^T @ g, -x^T"), 3);       /* transpose, matmul, neg */
+    ck_assert_int_eq(mm_compare(&output, x, g, "x^T @ g, x^T"), 2);        /* transpose, matmul */
+    tj_tensor *big = tj_rand_normal(TJ_SHAPE(40, 30), 0, 1), *big2 = tj_rand_normal(TJ_SHAPE(40, 20), 0, 1);
+    ck_assert_int_eq(mm_compare(&at, big, big2, "big^T @ big2 (BLAS)"), 2);
+    /* check mode compares every stored node: a folded transpose has no value to compare */
+    tj_set_mode(TJ_MODE_CHECK);
+    tj_function *f = tj_function_new("mm_check", mm_step, &at);
+    tj_tensor *in[2] = {x, g}, *out;
+    for (int i = 0; i < 3; i++) ck_assert_msg(tj_function_call(f, 2, in, 1, &out) == 0, "%s", tj_last_error());
+    ck_assert_str_eq(tj_function_last_path(f), "checked");
     tj_function_free(f);
 }
 END_TEST
@@ -660,6 +771,12 @@ Suite *jit_suite(void) {
     tcase_add_test(ops, test_math_bits_all_lengths);
     tcase_add_test(ops, test_cast_specials_compiled);
     suite_add_tcase(s, ops);
+    TCase *mm = tcase_create("small_matmul");
+    tcase_add_checked_fixture(mm, setup, teardown);
+    tcase_set_timeout(mm, 300);
+    tcase_add_test(mm, test_small_matmul_compiled_equals_eager);
+    tcase_add_test(mm, test_small_matmul_folds_transposes);
+    suite_add_tcase(s, mm);
     TCase *steps = tcase_create("steps");
     tcase_add_checked_fixture(steps, setup, teardown);
     tcase_set_timeout(steps, 300);

@@ -1,9 +1,11 @@
 /* check_ops.c: every op of the table, forward, against a naive double-precision
  * reference (opspec.c), in f32, f64 and int32 where the op takes it, over broadcasting,
  * size-1, odd sizes and rank 0; plus the canonical reduction order, bit for bit, and
- * reductions that do not depend on the thread count. */
+ * reductions that do not depend on the thread count; small matmuls (ops/matmul_small.h)
+ * in their documented order, bit for bit, and on both sides of the size rule. */
 #include "opspec.h"
 #include "math/reduce.h"
+#include "matmul_small.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -132,6 +134,109 @@ START_TEST(test_reductions_same_bits_any_thread_count) {
 }
 END_TEST
 
+/* ---- small matmuls ----------------------------------------------------------------------------
+ * Sizes on both sides of TJ_MATMUL_SMALL_MAX (2048): n below, at and above every block
+ * width of the C loops (16/32 columns) with tails, n = 1, k = 1, k = 0, m = 1. */
+static const int64_t mm_sizes[][3] = {   /* m, n, k */
+    {10, 32, 3}, {10, 1, 32}, {10, 32, 1}, {32, 1, 10}, {3, 32, 10}, {1, 1, 1}, {7, 17, 5}, {4, 15, 6},
+    {9, 33, 2}, {2, 67, 15}, {6, 3, 1}, {5, 40, 9}, {8, 16, 16}, {3, 4, 0},
+    {8, 16, 17}, {16, 16, 16}, {33, 20, 7}, {1, 300, 9},   /* these call BLAS */
+};
+
+/* y[t] = a[t] @ b[t] (row-major, contiguous) computed in the documented order, in T */
+#define ORDER_REF(name, T)                                                                         \
+    static void name(int64_t nb, int64_t m, int64_t n, int64_t k, const T *a, int64_t sa, const T *b, \
+                     int64_t sb, T *y) {                                                           \
+        for (int64_t t = 0; t < nb; t++)                                                           \
+            for (int64_t i = 0; i < m; i++)                                                        \
+                for (int64_t j = 0; j < n; j++) {                                                  \
+                    T acc = 0;                                                                     \
+                    for (int64_t p = 0; p < k; p++) acc = acc + a[t * sa + i * k + p] * b[t * sb + p * n + j]; \
+                    y[(t * m + i) * n + j] = acc;                                                  \
+                }                                                                                  \
+    }
+ORDER_REF(order_ref_f32, float)
+ORDER_REF(order_ref_f64, double)
+
+/* a: (nb, m, k) or, with sa == 0, (m, k) broadcast; b likewise. Checks y = a @ b against
+ * double (|error| <= k * eps * sum |a||b|) and, for small products, against the order. */
+static void check_matmul(tj_tensor *a, tj_tensor *b, int64_t nb, int64_t sa, int64_t sb, int64_t m, int64_t n,
+                         int64_t k) {
+    tj_dtype dt = tj_tensor_dtype(a);
+    tj_tensor *y = tj_matmul(a, b);
+    ck_assert_msg(y != NULL, "%s", tj_last_error());
+    ck_assert_int_eq(tj_tensor_numel(y), nb * m * n);
+    double eps = dt == TJ_F32 ? 0x1p-24 : 0x1p-53;
+    for (int64_t t = 0; t < nb; t++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double want = 0, mag = 0;
+                for (int64_t p = 0; p < k; p++) {
+                    double x = tu_get(a, t * sa + i * k + p) * tu_get(b, t * sb + p * n + j);
+                    want += x;
+                    mag += fabs(x);
+                }
+                double got = tu_get(y, (t * m + i) * n + j);
+                ck_assert_msg(fabs(got - want) <= (double)(k + 1) * eps * mag, "%s (%lld,%lld,%lld) batch %lld: y[%lld,%lld] "
+                              "is %.17g, reference %.17g", tj_dtype_name(dt), (long long)m, (long long)n, (long long)k,
+                              (long long)t, (long long)i, (long long)j, got, want);
+            }
+    if (!tj_matmul_small(m, n, k)) return;
+    size_t es = dt == TJ_F32 ? 4 : 8, bytes = es * (size_t)(nb * m * n);
+    void *ref = malloc(bytes ? bytes : 1);
+    if (dt == TJ_F32) order_ref_f32(nb, m, n, k, tj_tensor_data(a), sa, tj_tensor_data(b), sb, ref);
+    else order_ref_f64(nb, m, n, k, tj_tensor_data(a), sa, tj_tensor_data(b), sb, ref);
+    ck_assert_msg(memcmp(ref, tj_tensor_data(y), bytes) == 0, "%s (%lld,%lld,%lld): not the documented order",
+                  tj_dtype_name(dt), (long long)m, (long long)n, (long long)k);
+    free(ref);
+}
+
+static tj_tensor *normal(tj_dtype dt, tj_shape s) {
+    tj_tensor *x = tj_rand_normal(s, 0, 1);
+    return dt == TJ_F64 ? tj_cast(x, TJ_F64) : x;
+}
+
+START_TEST(test_small_matmul_rule) {
+    ck_assert(tj_matmul_small(8, 16, 16));                  /* 2048 */
+    ck_assert(!tj_matmul_small(8, 16, 17));
+    ck_assert(tj_matmul_small(0, 5000, 5000) && tj_matmul_small(3, 4, 0));
+    ck_assert(!tj_matmul_small(1, 1, 1 << 20) && !tj_matmul_small(INT64_C(1) << 40, INT64_C(1) << 40, 1));
+}
+END_TEST
+
+START_TEST(test_small_matmul_eager) {
+    tj_scope_begin();
+    for (int d = 0; d < 2; d++) {
+        tj_dtype dt = d ? TJ_F64 : TJ_F32;
+        for (size_t c = 0; c < sizeof mm_sizes / sizeof mm_sizes[0]; c++) {
+            int64_t m = mm_sizes[c][0], n = mm_sizes[c][1], k = mm_sizes[c][2];
+            tj_seed(40 + c);
+            check_matmul(normal(dt, TJ_SHAPE(m, k)), normal(dt, TJ_SHAPE(k, n)), 1, 0, 0, m, n, k);
+            /* batched: (3, m, k) @ (3, k, n); broadcast: (3, m, k) @ (k, n), (m, k) @ (1, 3, k, n) */
+            check_matmul(normal(dt, TJ_SHAPE(3, m, k)), normal(dt, TJ_SHAPE(3, k, n)), 3, m * k, k * n, m, n, k);
+            check_matmul(normal(dt, TJ_SHAPE(3, m, k)), normal(dt, TJ_SHAPE(k, n)), 3, m * k, 0, m, n, k);
+            check_matmul(normal(dt, TJ_SHAPE(m, k)), normal(dt, TJ_SHAPE(1, 3, k, n)), 3, 0, k * n, m, n, k);
+        }
+    }
+    tj_scope_end();
+    ck_assert_int_eq(tj_error_code(), 0);
+}
+END_TEST
+
+/* +0 start: a product of -0 is +0 (as in the order); NaN and infinities propagate */
+START_TEST(test_small_matmul_specials) {
+    tj_scope_begin();
+    float a[4] = {-0.0f, 1.0f, INFINITY, NAN}, b[4] = {1.0f, 2.0f, 0.0f, 3.0f};
+    tj_tensor *y = tj_matmul(tj_tensor_from(TJ_F32, TJ_SHAPE(4, 1), a), tj_tensor_from(TJ_F32, TJ_SHAPE(1, 4), b));
+    const float *v = tj_tensor_data(y);
+    ck_assert(v[0] == 0.0f && !signbit(v[0]));             /* +0 + (-0 * 1) */
+    ck_assert(v[2] == 0.0f && !signbit(v[2]));             /* +0 + (-0 * 0) */
+    ck_assert(v[5] == 2.0f);
+    ck_assert(isinf(v[8]) && isnan(v[10]) && isnan(v[12]));
+    tj_scope_end();
+}
+END_TEST
+
 START_TEST(test_composites_forward) {
     /* mean, softmax, log_softmax, dropout against hand computations in double */
     tj_scope_begin();
@@ -181,6 +286,12 @@ Suite *ops_suite(void) {
     tcase_add_loop_test(tc, test_forward, 0, tj_nspecs);
     tcase_add_test(tc, test_composites_forward);
     suite_add_tcase(s, tc);
+    TCase *mm = tcase_create("small_matmul");
+    tcase_set_timeout(mm, 120);
+    tcase_add_test(mm, test_small_matmul_rule);
+    tcase_add_test(mm, test_small_matmul_eager);
+    tcase_add_test(mm, test_small_matmul_specials);
+    suite_add_tcase(s, mm);
     TCase *order = tcase_create("order");
     tcase_set_timeout(order, 120);
     tcase_add_test(order, test_sum_is_canonical_order);

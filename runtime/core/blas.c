@@ -37,7 +37,6 @@ static struct {
 } lib;
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static atomic_bool ready;           /* lib.set_threads may be called */
 
 /* ---- which kernels ---------------------------------------------------------------------
  * The core tapejit asks for when nobody else decided: returns NULL to leave OpenBLAS's own
@@ -166,10 +165,7 @@ static void load(void) {
                                               : "; %s was asked for", chose);
     snprintf(lib.info, sizeof lib.info, "%s core=%s (%s%s)", version, core, how, hint);
 
-    if (lib.set_threads) {
-        atomic_store(&ready, true);
-        lib.set_threads(tj_threads());
-    }
+    if (lib.set_threads) lib.set_threads(1);    /* the pool runs the pieces (below) */
 }
 
 static void ensure_loaded(void) { pthread_once(&load_once, load); }
@@ -187,10 +183,6 @@ void *tj_blas_sgemm_symbol(void) {
 void *tj_blas_dgemm_symbol(void) {
     ensure_loaded();
     return lib.dgemm_sym;
-}
-
-void tj_blas_set_threads(int n) {
-    if (n >= 1 && atomic_load(&ready)) lib.set_threads(n);
 }
 
 /* ---- the C loops ------------------------------------------------------------------------
@@ -236,37 +228,56 @@ void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const
     tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows_f64, &c);
 }
 
-/* ---- products ------------------------------------------------------------------------- */
+/* ---- products ---------------------------------------------------------------------------
+ * OpenBLAS runs single-threaded: a product of at least 2 * SPLIT_M rows is cut into pieces
+ * of SPLIT_M rows (else one of at least 2 * SPLIT_N columns into pieces of SPLIT_N
+ * columns), one BLAS call each, run on the process's pool. So BLAS starts no threads of
+ * its own to fight the pool's over the cores, and since the pieces are fixed the bits do
+ * not depend on the thread count. */
+#define SPLIT_M 64
+#define SPLIT_N 256
+
+typedef struct {
+    bool dbl;
+    int64_t m, n, k, pm, pn;   /* piece rows and columns */
+    const void *A, *B;
+    void *C;
+} gemm_ctx;
+
+static void gemm_piece(void *vctx, int64_t t) {
+    const gemm_ctx *c = vctx;
+    int64_t i0 = c->pm < c->m ? t * c->pm : 0, j0 = c->pn < c->n ? t * c->pn : 0;
+    blasint mm = (blasint)(c->m - i0 < c->pm ? c->m - i0 : c->pm), nn = (blasint)(c->n - j0 < c->pn ? c->n - j0 : c->pn);
+    blasint k = (blasint)c->k, n = (blasint)c->n;
+    if (c->dbl)
+        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mm, nn, k, 1.0, (const double *)c->A + i0 * c->k, k,
+                  (const double *)c->B + j0, n, 0.0, (double *)c->C + i0 * c->n + j0, n);
+    else
+        lib.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mm, nn, k, 1.0f, (const float *)c->A + i0 * c->k, k,
+                  (const float *)c->B + j0, n, 0.0f, (float *)c->C + i0 * c->n + j0, n);
+}
+
+/* C = A @ B by BLAS in fixed pieces; false if BLAS cannot take these sizes. */
+static bool gemm(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
+    ensure_loaded();
+    if ((dbl ? !lib.dgemm : !lib.sgemm) || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
+    gemm_ctx c = {dbl, m, n, k, m, n, A, B, C};
+    int64_t pieces = 1;
+    if (m >= 2 * SPLIT_M) { c.pm = SPLIT_M; pieces = (m + SPLIT_M - 1) / SPLIT_M; }
+    else if (n >= 2 * SPLIT_N) { c.pn = SPLIT_N; pieces = (n + SPLIT_N - 1) / SPLIT_N; }
+    tj_parallel_for(pieces, gemm_piece, &c);
+    return true;
+}
 
 void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { memset(C, 0, sizeof(float) * (size_t)m * (size_t)n); return; }
-    ensure_loaded();
-    if (!lib.sgemm || n > INT_MAX || k > INT_MAX) {   /* ldb = n and lda = k are ints */
-        tj_blas_sgemm_naive(m, n, k, A, B, C);
-        return;
-    }
-    for (int64_t i = 0; i < m; i += INT_MAX) {
-        int64_t mm = m - i < INT_MAX ? m - i : INT_MAX;
-        lib.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)n,
-                  (blasint)k, 1.0f, A + i * k, (blasint)k, B, (blasint)n, 0.0f, C + i * n,
-                  (blasint)n);
-    }
+    if (!gemm(false, m, n, k, A, B, C)) tj_blas_sgemm_naive(m, n, k, A, B, C);
 }
 
 void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
                    double *C) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { memset(C, 0, sizeof(double) * (size_t)m * (size_t)n); return; }
-    ensure_loaded();
-    if (!lib.dgemm || n > INT_MAX || k > INT_MAX) {
-        tj_blas_dgemm_naive(m, n, k, A, B, C);
-        return;
-    }
-    for (int64_t i = 0; i < m; i += INT_MAX) {
-        int64_t mm = m - i < INT_MAX ? m - i : INT_MAX;
-        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)n,
-                  (blasint)k, 1.0, A + i * k, (blasint)k, B, (blasint)n, 0.0, C + i * n,
-                  (blasint)n);
-    }
+    if (!gemm(true, m, n, k, A, B, C)) tj_blas_dgemm_naive(m, n, k, A, B, C);
 }

@@ -6,10 +6,10 @@
 
 #include <stdint.h>
 
-/* C(m,n) = A(m,k) @ B(k,n), row-major, contiguous, beta 0: exactly
- * cblas_sgemm(RowMajor, NoTrans, NoTrans, m, n, k, 1, A, k, B, n, 0, C, n).
+/* C(m,n) = A(m,k) @ B(k,n), row-major, contiguous, beta 0: cblas_sgemm(RowMajor, NoTrans,
+ * NoTrans, ...) on fixed pieces of rows or columns run on the pool (blas.c).
  * C is only written (it may hold garbage or NaN); k == 0 gives zeros; m or n == 0 writes
- * nothing. Sizes above INT_MAX are split over rows (m) or computed by the C loops (n, k). */
+ * nothing. Sizes above INT_MAX are computed by the C loops. */
 void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C);
 void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
                    double *C);
@@ -25,9 +25,5 @@ void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const
  * fallback, for the JIT to register as an explicit symbol. */
 void *tj_blas_sgemm_symbol(void);
 void *tj_blas_dgemm_symbol(void);
-
-/* Sets OpenBLAS's thread count (called by tj_set_threads); no effect on the fallback.
- * Does not load OpenBLAS: a later load applies tj_threads(). */
-void tj_blas_set_threads(int n);
 
 #endif

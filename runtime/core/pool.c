@@ -8,7 +8,6 @@
  * scopes, RNG position). Needs _POSIX_C_SOURCE for pthread_sigmask. */
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
-#include "blas.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -97,7 +96,6 @@ int tj_set_threads(int n) {
         return tj_err(TJ_ERR_ARG, "set_threads: n is %d, expected 1 to %d", n, MAX_THREADS);
     pthread_once(&init_once, init);
     atomic_store(&nthreads, n);
-    tj_blas_set_threads(n);
     return 0;
 }
 

@@ -1,6 +1,8 @@
 /* matmul: (..., m, k) @ (..., k, n) -> (..., m, n); batch dims broadcast as numpy.
- * f32/f64 call BLAS (core/blas.h) once per batch; int32 uses a wrapping triple loop. */
+ * f32/f64: small products (matmul_small.h, the same loops compiled code mirrors) are computed
+ * here, others call BLAS (core/blas.h), once per batch; int32 uses a wrapping triple loop. */
 #include "op.h"
+#include "matmul_small.h"
 #include "core/blas.h"
 
 static void matmul_i32(int64_t m, int64_t n, int64_t k, const int32_t *a, const int32_t *b, int32_t *y) {
@@ -12,18 +14,7 @@ static void matmul_i32(int64_t m, int64_t n, int64_t k, const int32_t *a, const 
         }
 }
 
-/* Batch dims of t, right-aligned to nb dims, with element strides (0 where broadcast). */
-static void batch_strides(const tensor *t, int nb, const tj_shape *bs, int64_t *st) {
-    int tb = t->shape.ndim - 2;
-    int64_t mat = t->shape.dim[tb] * t->shape.dim[tb + 1], s = mat;
-    for (int d = nb - 1; d >= 0; d--) {
-        int dt = d - (nb - tb);
-        st[d] = (dt >= 0 && t->shape.dim[dt] == bs->dim[d]) && bs->dim[d] != 1 ? s : 0;
-        if (dt >= 0) s *= t->shape.dim[dt];
-    }
-}
-
-/* One BLAS call (or int32 loop) per batch; batch dims of a and b broadcast to out's. */
+/* One product per batch; batch dims of a and b broadcast to out's. */
 static int matmul_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
     (void)attr; (void)nin;
     const tensor *a = in[0], *b = in[1];
@@ -32,16 +23,23 @@ static int matmul_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *
     tj_shape bs = {.ndim = r - 2};
     for (int d = 0; d < r - 2; d++) bs.dim[d] = out->shape.dim[d];
     int64_t sta[TJ_MAX_DIMS], stb[TJ_MAX_DIMS], idx[TJ_MAX_DIMS] = {0};
-    batch_strides(a, bs.ndim, &bs, sta);
-    batch_strides(b, bs.ndim, &bs, stb);
+    tj_matmul_batch_strides(&a->shape, &bs, sta);
+    tj_matmul_batch_strides(&b->shape, &bs, stb);
     int64_t nbatch = tj_shape_numel(&bs), es = (int64_t)tj_dtype_size(a->dtype);
+    bool small = tj_matmul_small(m, n, k);
     int64_t oa = 0, ob = 0;
     for (int64_t i = 0; i < nbatch; i++) {
         const char *pa = (const char *)a->data + oa * es, *pb = (const char *)b->data + ob * es;
         char *py = (char *)out->data + i * m * n * es;
         switch (a->dtype) {
-        case TJ_F32: tj_blas_sgemm(m, n, k, (const float *)pa, (const float *)pb, (float *)py); break;
-        case TJ_F64: tj_blas_dgemm(m, n, k, (const double *)pa, (const double *)pb, (double *)py); break;
+        case TJ_F32:
+            if (small) tj_matmul_small_f32(m, n, k, (const float *)pa, k, 1, (const float *)pb, n, 1, (float *)py);
+            else tj_blas_sgemm(m, n, k, (const float *)pa, (const float *)pb, (float *)py);
+            break;
+        case TJ_F64:
+            if (small) tj_matmul_small_f64(m, n, k, (const double *)pa, k, 1, (const double *)pb, n, 1, (double *)py);
+            else tj_blas_dgemm(m, n, k, (const double *)pa, (const double *)pb, (double *)py);
+            break;
         case TJ_I32: matmul_i32(m, n, k, (const int32_t *)pa, (const int32_t *)pb, (int32_t *)py); break;
         }
         for (int d = bs.ndim - 1; d >= 0; d--) {     /* next batch: odometer */

@@ -1,0 +1,196 @@
+/* lower_matmul.c: runtime/ops/matmul_small.h as LLVM IR. Every output element is computed
+ * in that header's order: acc = +0, then acc = fadd(acc, fmul(a[i,p], b[p,j])) for p
+ * ascending; no intrinsics, no fast-math flags. How elements are grouped changes no bit: a
+ * tile of rows x w columns runs one p loop with a <w x T> accumulator per row (independent
+ * adds, so their latency overlaps); columns go in vectors of `lanes`, then one of each
+ * narrower width, then a scalar column. If matmul_small.h changes, this file follows. */
+#include "lower_matmul.h"
+
+#include <assert.h>
+
+#define ROWS 16   /* accumulators of a tile, at most */
+
+typedef struct {
+    LLVMContextRef ctx;
+    LLVMBuilderRef b;
+    LLVMValueRef fn;
+    LLVMTypeRef et, i32, i64;   /* T */
+    unsigned align;             /* element size: every access is element-aligned */
+    const tj_small_matmul *mm;
+} mctx;
+
+static LLVMValueRef ci64(const mctx *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+static LLVMValueRef ci32(const mctx *c, int v) { return LLVMConstInt(c->i32, (unsigned long long)(int64_t)v, 1); }
+static LLVMValueRef mul(const mctx *c, LLVMValueRef x, int64_t v) { return LLVMBuildMul(c->b, x, ci64(c, v), ""); }
+static LLVMValueRef add(const mctx *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildAdd(c->b, x, y, ""); }
+
+/* &base[i], base a pointer to T */
+static LLVMValueRef at(const mctx *c, LLVMValueRef base, LLVMValueRef i) {
+    return LLVMBuildInBoundsGEP2(c->b, c->et, base, &i, 1, "");
+}
+
+static LLVMTypeRef type_of(const mctx *c, int w) { return w > 1 ? LLVMVectorType(c->et, (unsigned)w) : c->et; }
+
+/* *p as w lanes (a scalar when w == 1): typed pointers (LLVM 14) need the cast */
+static LLVMValueRef load(const mctx *c, LLVMValueRef p, int w) {
+    LLVMTypeRef t = type_of(c, w);
+    LLVMValueRef v = LLVMBuildLoad2(c->b, t, LLVMBuildBitCast(c->b, p, LLVMPointerType(t, 0), ""), "");
+    LLVMSetAlignment(v, c->align);
+    return v;
+}
+
+static void store(const mctx *c, LLVMValueRef v, LLVMValueRef p, int w) {
+    LLVMTypeRef t = type_of(c, w);
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, LLVMBuildBitCast(c->b, p, LLVMPointerType(t, 0), "")), c->align);
+}
+
+/* p[0], p[stride], ..., p[(w-1)*stride] as w lanes */
+static LLVMValueRef load_lanes(const mctx *c, LLVMValueRef p, int64_t stride, int w) {
+    if (w == 1 || stride == 1) return load(c, p, w);
+    LLVMValueRef v = LLVMGetPoison(type_of(c, w));
+    for (int l = 0; l < w; l++) v = LLVMBuildInsertElement(c->b, v, load(c, at(c, p, ci64(c, l * stride)), 1), ci32(c, l), "");
+    return v;
+}
+
+static LLVMValueRef splat(const mctx *c, LLVMValueRef s, int w) {
+    if (w == 1) return s;
+    LLVMTypeRef t = type_of(c, w);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(t), s, ci32(c, 0), "");
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(t), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)w)), "");
+}
+
+/* for (iv = 0; iv < n; iv++), n >= 2 known, as one do-while: the body starts at
+ * loop_begin's return and ends at loop_end. */
+typedef struct { LLVMBasicBlockRef pre, body; LLVMValueRef iv; int64_t n; } loop;
+
+static loop loop_begin(const mctx *c, int64_t n, const char *name) {
+    loop l = {.pre = LLVMGetInsertBlock(c->b), .n = n};
+    l.body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
+    LLVMBuildBr(c->b, l.body);
+    LLVMPositionBuilderAtEnd(c->b, l.body);
+    l.iv = LLVMBuildPhi(c->b, c->i64, "i");
+    return l;
+}
+
+static void loop_end(const mctx *c, const loop *l) {
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+    LLVMValueRef next = add(c, l->iv, ci64(c, 1));
+    LLVMValueRef iv_in[2] = {ci64(c, 0), next};
+    LLVMBasicBlockRef bb_in[2] = {l->pre, latch};
+    LLVMAddIncoming(l->iv, iv_in, bb_in, 2);
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "done");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, ci64(c, l->n), ""), l->body, exit);
+    LLVMPositionBuilderAtEnd(c->b, exit);
+}
+
+/* iv of a loop over n: the constant 0 when n == 1 (no loop) */
+static LLVMValueRef loop_iv(const mctx *c, loop *l, int64_t n, const char *name) {
+    if (n == 1) return ci64(c, 0);
+    *l = loop_begin(c, n, name);
+    return l->iv;
+}
+
+static void loop_close(const mctx *c, const loop *l, int64_t n) {
+    if (n > 1) loop_end(c, l);
+}
+
+/* y[i0 + r, j .. j + w) for r < rows: acc[r] = +0; for p: acc[r] = acc[r] + a[i0 + r, p] * b[p, j .. j + w) */
+static void tile(const mctx *c, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef i0, int rows,
+                 LLVMValueRef j, int w) {
+    const tj_small_matmul *mm = c->mm;
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef arow[ROWS], acc[ROWS];
+    LLVMValueRef bj = at(c, B, mul(c, j, mm->bcs));
+    for (int r = 0; r < rows; r++) {
+        arow[r] = at(c, A, mul(c, add(c, i0, ci64(c, r)), mm->ars));
+        acc[r] = LLVMConstNull(type_of(c, w));                          /* +0 */
+    }
+    if (mm->k > 0) {
+        LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.p");
+        LLVMBuildBr(b, body);
+        LLVMPositionBuilderAtEnd(b, body);
+        LLVMValueRef p = LLVMBuildPhi(b, c->i64, "p"), phi[ROWS], next[ROWS];
+        for (int r = 0; r < rows; r++) phi[r] = LLVMBuildPhi(b, type_of(c, w), "acc");
+        LLVMValueRef bv = load_lanes(c, at(c, bj, mul(c, p, mm->brs)), mm->bcs, w);
+        for (int r = 0; r < rows; r++) {
+            LLVMValueRef av = splat(c, load(c, at(c, arow[r], mul(c, p, mm->acs)), 1), w);
+            next[r] = LLVMBuildFAdd(b, phi[r], LLVMBuildFMul(b, av, bv, ""), "");
+        }
+        LLVMValueRef pn = add(c, p, ci64(c, 1));
+        LLVMBasicBlockRef latch = LLVMGetInsertBlock(b), bb_in[2] = {pre, latch};
+        LLVMValueRef p_in[2] = {ci64(c, 0), pn};
+        LLVMAddIncoming(p, p_in, bb_in, 2);
+        for (int r = 0; r < rows; r++) {
+            LLVMValueRef acc_in[2] = {acc[r], next[r]};
+            LLVMAddIncoming(phi[r], acc_in, bb_in, 2);
+            acc[r] = next[r];
+        }
+        LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.p.done");
+        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, pn, ci64(c, mm->k), ""), body, exit);
+        LLVMPositionBuilderAtEnd(b, exit);
+    }
+    for (int r = 0; r < rows; r++)
+        store(c, acc[r], at(c, C, add(c, mul(c, add(c, i0, ci64(c, r)), mm->n), j)), w);
+}
+
+/* Columns [j, j + w) of every row: tiles of 4 rows (4 vectors) or, for w < 4, of ROWS / w
+ * (up to 16 scalars: enough independent adds in flight), then one tile of the rest. */
+static void columns(const mctx *c, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef j, int w) {
+    int rows = w >= 4 ? 4 : ROWS / w;
+    int64_t full = c->mm->m / rows;
+    int rest = (int)(c->mm->m % rows);
+    if (full > 0) {
+        loop l;
+        LLVMValueRef iv = loop_iv(c, &l, full, "mm.rows");
+        tile(c, A, B, C, mul(c, iv, rows), rows, j, w);
+        loop_close(c, &l, full);
+    }
+    if (rest) tile(c, A, B, C, ci64(c, full * rows), rest, j, w);
+}
+
+/* One batch (A, B, C at its operands and output): vectors of lanes columns, then at most
+ * one vector of each narrower width, then one scalar column. */
+static void matrix(const mctx *c, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, int lanes) {
+    int64_t n = c->mm->n, full = n / lanes, j = full * lanes;
+    if (full > 0) {
+        loop l;
+        LLVMValueRef jv = loop_iv(c, &l, full, "mm.cols");
+        columns(c, A, B, C, mul(c, jv, lanes), lanes);
+        loop_close(c, &l, full);
+    }
+    for (int w = lanes / 2; w >= 1; w /= 2)
+        if (n - j >= w) {
+            columns(c, A, B, C, ci64(c, j), w);
+            j += w;
+        }
+}
+
+void tj_lower_small_matmul(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, const tj_small_matmul *mm, int lanes,
+                           LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) {
+    assert(mm->dtype != TJ_I32 && lanes >= 1 && (lanes & (lanes - 1)) == 0);
+    int64_t stc = mm->m * mm->n;    /* the output's size; below, its stride along batch dim d */
+    for (int d = 0; d < mm->batch.ndim; d++) stc *= mm->batch.dim[d];
+    if (stc == 0) return;
+    mctx c = {.ctx = LLVMGetModuleContext(m), .b = b, .fn = fn, .mm = mm};
+    c.i32 = LLVMInt32TypeInContext(c.ctx);
+    c.i64 = LLVMInt64TypeInContext(c.ctx);
+    c.et = mm->dtype == TJ_F64 ? LLVMDoubleTypeInContext(c.ctx) : LLVMFloatTypeInContext(c.ctx);
+    c.align = mm->dtype == TJ_F64 ? 8 : 4;
+    LLVMTypeRef pet = LLVMPointerType(c.et, 0);
+    A = LLVMBuildBitCast(b, A, pet, "");
+    B = LLVMBuildBitCast(b, B, pet, "");
+    C = LLVMBuildBitCast(b, C, pet, "");
+    /* batch loops (dims of size 1 have none), outermost first */
+    int nb = mm->batch.ndim;
+    loop l[TJ_MAX_DIMS];
+    LLVMValueRef oa = ci64(&c, 0), ob = ci64(&c, 0), oc = ci64(&c, 0);
+    for (int d = 0; d < nb; d++) {
+        stc /= mm->batch.dim[d];
+        LLVMValueRef iv = loop_iv(&c, &l[d], mm->batch.dim[d], "mm.batch");
+        oa = add(&c, oa, mul(&c, iv, mm->sta[d]));
+        ob = add(&c, ob, mul(&c, iv, mm->stb[d]));
+        oc = add(&c, oc, mul(&c, iv, stc));
+    }
+    matrix(&c, at(&c, A, oa), at(&c, B, ob), at(&c, C, oc), lanes);
+    for (int d = nb - 1; d >= 0; d--) loop_close(&c, &l[d], mm->batch.dim[d]);
+}
