@@ -109,6 +109,66 @@ START_TEST(test_sum_is_canonical_order) {
 }
 END_TEST
 
+/* Reduced axes in the middle (x as (outer, K, inner)) reduce all columns at once: each
+ * output must have the bits of its sequence reduced alone, which a transposed copy gives
+ * through the contiguous path. Columns past one piece (256), K past one block, -0 and NaN. */
+START_TEST(test_column_reductions_match_one_at_a_time) {
+    const int64_t shapes[][3] = {{2, 37, 300}, {1, 5000, 3}, {3, 17, 2}, {4, 1, 5}};
+    const tj_dtype dts[] = {TJ_F32, TJ_F64, TJ_I32};
+    tj_scope_begin();
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (size_t d = 0; d < 3; d++) {
+            tj_seed(k);
+            tj_tensor *x = tj_cast(tj_mul(tj_rand_normal(TJ_SHAPE(shapes[k][0], shapes[k][1], shapes[k][2]), 0, 1),
+                                          tj_scalar(d == 2 ? 1000 : 1)), dts[d]);
+            if (dts[d] != TJ_I32) {      /* a column of -0 (sum: +0 from the identity lanes), a NaN */
+                size_t es = dts[d] == TJ_F64 ? 8 : 4, bytes = es * (size_t)tj_tensor_numel(x);
+                char *xv = malloc(bytes);
+                memcpy(xv, tj_tensor_data(x), bytes);
+                for (int64_t i = 0; i < shapes[k][1]; i++) {
+                    if (es == 4) ((float *)xv)[i * shapes[k][2]] = -0.0f;
+                    else ((double *)xv)[i * shapes[k][2]] = -0.0;
+                }
+                if (shapes[k][2] > 1) {
+                    if (es == 4) ((float *)xv)[1] = NAN;
+                    else ((double *)xv)[1] = NAN;
+                }
+                x = tj_tensor_from(dts[d], tj_tensor_shape(x), xv);
+                free(xv);
+            }
+            int mid = 1, last = 2, perm[3] = {0, 2, 1};
+            tj_tensor *xt = tj_transpose(x, perm);
+            tj_tensor *got[2] = {tj_sum(x, 1, &mid, false), tj_max(x, 1, &mid, false)};
+            tj_tensor *want[2] = {tj_sum(xt, 1, &last, false), tj_max(xt, 1, &last, false)};
+            for (int r = 0; r < 2; r++)
+                ck_assert_msg(memcmp(tj_tensor_data(got[r]), tj_tensor_data(want[r]),
+                                     (dts[d] == TJ_F64 ? 8 : 4) * (size_t)tj_tensor_numel(got[r])) == 0,
+                              "%s over the middle of (%lld, %lld, %lld) %s differs from one at a time", r ? "max" : "sum",
+                              (long long)shapes[k][0], (long long)shapes[k][1], (long long)shapes[k][2],
+                              tj_dtype_name(dts[d]));
+        }
+    tj_scope_end();
+}
+END_TEST
+
+/* Swapping the last two axes (the tiled copy) against the definition, across tile edges. */
+START_TEST(test_transpose_last_two_tiled) {
+    tj_scope_begin();
+    const tj_dtype dts[] = {TJ_F32, TJ_F64, TJ_I32};
+    for (size_t d = 0; d < 3; d++) {
+        tj_tensor *x = tj_cast(tj_mul(tj_rand_normal(TJ_SHAPE(3, 70, 45), 0, 1), tj_scalar(100)), dts[d]);
+        int perm[3] = {0, 2, 1};
+        tj_tensor *y = tj_transpose(x, perm);
+        ck_assert_int_eq(tj_tensor_shape(y).dim[1], 45);
+        for (int b = 0; b < 3; b++)
+            for (int i = 0; i < 70; i++)
+                for (int j = 0; j < 45; j++)
+                    ck_assert_double_eq(tu_get(y, (b * 45 + j) * 70 + i), tu_get(x, (b * 70 + i) * 45 + j));
+    }
+    tj_scope_end();
+}
+END_TEST
+
 START_TEST(test_reductions_same_bits_any_thread_count) {
     int axes_sets[3][2] = {{0, 0}, {1, 0}, {0, 2}};
     int naxes[3] = {0, 1, 2};
@@ -296,6 +356,8 @@ Suite *ops_suite(void) {
     tcase_set_timeout(order, 120);
     tcase_add_test(order, test_sum_is_canonical_order);
     tcase_add_test(order, test_reductions_same_bits_any_thread_count);
+    tcase_add_test(order, test_column_reductions_match_one_at_a_time);
+    tcase_add_test(order, test_transpose_last_two_tiled);
     suite_add_tcase(s, order);
     return s;
 }

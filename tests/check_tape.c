@@ -4,7 +4,9 @@
  * automatic watching of variables, zeros for unconnected sources, persistent and
  * one-shot tapes, higher order (nested tapes, a gradient penalty against central finite
  * differences), stop/no_grad/stop_gradient, records that outlive their scope, errors,
- * and the composites (mean, softmax, log_softmax, dropout). */
+ * the backward pass's lifetimes (its temporaries die as it goes: peak live bytes of a long
+ * chain; source gradients join the caller's scope; sources that are not leaves; recording
+ * tapes keep what they recorded), and the composites (mean, softmax, log_softmax, dropout). */
 #include "tapejit.h"
 #include "testutil.h"
 
@@ -856,6 +858,148 @@ START_TEST(freed_tapes_release_their_records) {
 }
 END_TEST
 
+/* ---- the backward pass's lifetimes ------------------------------------------------------------ */
+
+enum { CHAIN_K = 64, CHAIN_N = 512 };
+
+/* y = sum(tanh^K(x)) for x (N,) f64; its gradient into *g. Returns the peak of the bytes
+ * tapejit had live during tj_tape_gradient and those it left live, above those before it. */
+static void chain_gradient(tj_tensor *x, tj_tensor **g, long long *peak, long long *left) {
+    tj_tape *tape = tape_new(TJ_TAPE_PERSISTENT);     /* its records stay: `left` is the pass's */
+    tj_tape_watch(tape, x);
+    tj_tensor *t = x;
+    for (int k = 0; k < CHAIN_K; k++) t = tj_tanh(t);
+    tj_tensor *y = sum_all(t);
+    int64_t before = tj_memory_in_use();
+    tj_memory_reset_peak();
+    ck_assert_int_eq(tj_tape_gradient(tape, y, 1, &x, g), 0);
+    *peak = tj_memory_peak() - before;
+    *left = tj_memory_in_use() - before;
+    tape_free(tape);
+}
+
+/* Each rule's intermediates (3 tensors a tanh) and each gradient once its node has passed it
+ * on die during the pass: its peak stays a few tensors (it was all 3K + 1 of them, in the
+ * caller's scope), and only the gradient is left. dy/dx = prod_k (1 - t_k^2), t_k = tanh^k x. */
+START_TEST(backward_frees_its_temporaries) {
+    double xv[CHAIN_N], ref[CHAIN_N];
+    for (int i = 0; i < CHAIN_N; i++) {
+        xv[i] = -0.5 + (double)i / CHAIN_N;
+        double t = xv[i], d = 1;
+        for (int k = 0; k < CHAIN_K; k++) {
+            t = tanh(t);
+            d *= 1 - t * t;
+        }
+        ref[i] = d;
+    }
+    long long peak, left;
+    for (int warm = 0; warm < 2; warm++) {           /* the first run may grow the handle table */
+        begin_test();
+        tj_tensor *x = tj_tensor_from(TJ_F64, TJ_SHAPE(CHAIN_N), xv), *g;
+        chain_gradient(x, &g, &peak, &left);
+        expect_close(g, TJ_F64, TJ_SHAPE(CHAIN_N), ref, 1e-15, 1e-12, "d tanh^K(x)/dx");
+        end_test();
+    }
+    long long tensor_bytes = CHAIN_N * (long long)sizeof(double) + 512;   /* data and headers */
+    ck_assert_msg(peak <= 8 * tensor_bytes, "the pass peaked at %lld bytes, %.1f tensors",
+                  peak, (double)peak / (double)tensor_bytes);
+    ck_assert_msg(left <= 2 * tensor_bytes, "the pass left %lld bytes live, %.1f tensors",
+                  left, (double)left / (double)tensor_bytes);
+}
+END_TEST
+
+/* The gradients join the caller's scope: valid when tj_tape_gradient returns, stale when
+ * that scope ends; tj_keep moves one out like any tensor. y = sum(x * x * w): 2xw, x^2. */
+START_TEST(gradients_belong_to_the_callers_scope) {
+    begin_test();
+    const double xv[3] = {1.5, -2.0, 0.5}, wv[3] = {3.0, 0.25, -1.0};
+    tj_tensor *x = from_d(TJ_F32, TJ_SHAPE(3), xv), *w = from_d(TJ_F32, TJ_SHAPE(3), wv), *g[2];
+    tj_tape *tape = tape_new(0);
+    tj_tape_watch(tape, x);
+    tj_tape_watch(tape, w);
+    scope_begin();
+    tj_tensor *y = sum_all(tj_mul(tj_mul(x, x), w)), *src[2] = {x, w};
+    ck_assert_int_eq(tj_tape_gradient(tape, y, 2, src, g), 0);
+    double rx[3], rw[3];
+    for (int i = 0; i < 3; i++) { rx[i] = 2 * xv[i] * wv[i]; rw[i] = xv[i] * xv[i]; }
+    expect_close(g[0], TJ_F32, TJ_SHAPE(3), rx, 0, 0, "dy/dx");
+    ck_assert_ptr_eq(tj_keep(g[1]), g[1]);
+    ck_assert_int_eq(scope_end(), 0);
+    ck_assert_int_eq(tj_tensor_numel(g[0]), -1);
+    ck_assert_error(TJ_ERR_STALE, "scope");
+    expect_close(g[1], TJ_F32, TJ_SHAPE(3), rw, 0, 0, "dy/dw kept");
+    tape_free(tape);
+    end_test();
+}
+END_TEST
+
+/* Sources that are not leaves keep their gradients after their nodes passed them on: the
+ * target (ones), an intermediate (twice in the list), and x; twice from a persistent tape,
+ * bit for bit. h = tanh(x), y = 3 h h (non-scalar): dy/dh = 6h, dy/dx = 6h (1 - h^2). */
+START_TEST(gradients_of_target_and_intermediate_sources) {
+    begin_test();
+    const double xv[4] = {-1.0, 0.25, 0.5, 2.0};
+    tj_tensor *x = from_d(TJ_F64, TJ_SHAPE(4), xv), *g[4], *g2[4];
+    tj_tape *tape = tape_new(TJ_TAPE_PERSISTENT);
+    tj_tape_watch(tape, x);
+    tj_tensor *h = tj_tanh(x);
+    tj_tensor *y = tj_mul(tj_mul(h, h), tj_scalar(3.0)), *src[4] = {y, h, x, h};
+    ck_assert_int_eq(tj_tape_gradient(tape, y, 4, src, g), 0);
+    ck_assert_int_eq(tj_tape_gradient(tape, y, 4, src, g2), 0);
+    double rh[4], rx[4];
+    for (int i = 0; i < 4; i++) {
+        double t = tanh(xv[i]);
+        rh[i] = 6 * t;
+        rx[i] = 6 * t * (1 - t * t);
+    }
+    for (int c = 0; c < 2; c++) {
+        tj_tensor **gc = c ? g2 : g;
+        expect_fill(gc[0], TJ_F64, TJ_SHAPE(4), 1.0, "dy/dy");
+        expect_close(gc[1], TJ_F64, TJ_SHAPE(4), rh, 1e-14, 1e-13, "dy/dh");
+        expect_close(gc[2], TJ_F64, TJ_SHAPE(4), rx, 1e-14, 1e-13, "dy/dx");
+        expect_close(gc[3], TJ_F64, TJ_SHAPE(4), rh, 1e-14, 1e-13, "dy/dh, listed again");
+    }
+    for (int i = 0; i < 4; i++) ck_assert_mem_eq(tj_tensor_data(g[i]), tj_tensor_data(g2[i]), 4 * sizeof(double));
+    tape_free(tape);
+    end_test();
+}
+END_TEST
+
+/* Third derivative through three tapes, each recording the passes of the ones inside it;
+ * each gradient is taken in a scope that ends (keeping only the gradient) before the next
+ * pass, so only the recording tapes' references keep the values a pass made. y = x*x*x*x:
+ * 4x^3, d/dx sum(4x^3) = 12x^2, d/dx sum(12x^2) = 24x. */
+START_TEST(recording_tapes_keep_what_a_pass_made) {
+    begin_test();
+    const double xv[4] = {-2.0, -0.5, 1.0, 1.5};
+    tj_tensor *x = from_d(TJ_F32, TJ_SHAPE(4), xv), *g[3];
+    tj_tape *tapes[3];
+    for (int k = 0; k < 3; k++) {
+        tapes[k] = tape_new(0);
+        tj_tape_watch(tapes[k], x);
+    }
+    tj_tensor *target = tj_mul(tj_mul(tj_mul(x, x), x), x);
+    for (int k = 2; k >= 0; k--) {                      /* the innermost tape first */
+        scope_begin();
+        ck_assert_int_eq(tj_tape_gradient(tapes[k], target, 1, &x, &g[2 - k]), 0);
+        ck_assert_ptr_nonnull(tj_keep(g[2 - k]));
+        ck_assert_int_eq(scope_end(), 0);
+        target = g[2 - k];
+    }
+    double r[3][4];
+    for (int i = 0; i < 4; i++) {
+        r[0][i] = 4 * xv[i] * xv[i] * xv[i];
+        r[1][i] = 12 * xv[i] * xv[i];
+        r[2][i] = 24 * xv[i];
+    }
+    expect_close(g[0], TJ_F32, TJ_SHAPE(4), r[0], 0, 1e-6, "dy/dx");
+    expect_close(g[1], TJ_F32, TJ_SHAPE(4), r[1], 0, 1e-6, "d2y/dx2");
+    expect_close(g[2], TJ_F32, TJ_SHAPE(4), r[2], 0, 1e-6, "d3y/dx3");
+    for (int k = 0; k < 3; k++) tape_free(tapes[k]);
+    end_test();
+}
+END_TEST
+
 /* ---- composites ---------------------------------------------------------------------------- */
 
 /* mean over axis 1 of (2,3): each input gets 1/3; over everything: 1/6. */
@@ -1020,6 +1164,14 @@ Suite *tape_suite(void) {
     tcase_add_test(c, gradient_through_identity_cast);
     tcase_add_test(c, reused_slot_starts_clean);
     tcase_add_test(c, freed_tapes_release_their_records);
+    suite_add_tcase(s, c);
+
+    c = tcase_create("backward_lifetimes");
+    tcase_add_checked_fixture(c, setup, teardown);
+    tcase_add_test(c, backward_frees_its_temporaries);
+    tcase_add_test(c, gradients_belong_to_the_callers_scope);
+    tcase_add_test(c, gradients_of_target_and_intermediate_sources);
+    tcase_add_test(c, recording_tapes_keep_what_a_pass_made);
     suite_add_tcase(s, c);
 
     c = tcase_create("errors");

@@ -2,11 +2,13 @@
  * bit is set on the tensor (watched, or the output of a recorded op with a tracked
  * input); variables are tracked by every recording tape. tj_record appends one node per
  * tape that tracks an input. The backward pass walks the nodes in reverse and calls each
- * op's gradient rule, which uses ops, so another tape may record it (higher order).
+ * op's gradient rule, which uses ops, so another tape may record it (higher order); it
+ * frees its temporaries as it goes, and only the sources' gradients join the caller's scope.
  * A tape holds references to everything it recorded and clears its bit when freed. */
 #include "ops/op.h"
 #include "core/profile.h"
 
+#include <assert.h>
 #include <string.h>
 
 /* Nodes are bump-allocated in chunks and freed together. */
@@ -182,39 +184,103 @@ void tj_no_grad_end(void) {
 }
 
 /* ---- backward ---------------------------------------------------------------------- */
+/* The pass holds each gradient by a reference in bw_grad, not in the caller's scope: a
+ * rule runs in a scope of its own, so its intermediates die when it returns, and a node's
+ * output gradient is dropped once the node has passed it on, unless it is a source. The
+ * live set stays a few tensors, whose blocks the allocator hands back cache-hot, instead
+ * of every temporary of the pass (W3: 64 MB). Only the sources' gradients join the
+ * caller's scope; a tape recording the pass keeps what it recorded by its own references. */
+
+static void drop_grad(tensor *t, uint64_t epoch) {
+    if (t->bw_epoch != epoch || !t->bw_grad) return;
+    tensor *g = t->bw_grad;
+    t->bw_grad = NULL;
+    tj_tensor_unref(g);
+}
+
+/* t's gradient becomes g, which the pass now holds. */
+static void set_grad(tensor *t, tensor *g, uint64_t epoch) {
+    tj_tensor_ref(g);
+    drop_grad(t, epoch);
+    t->bw_epoch = epoch;
+    t->bw_grad = g;
+}
 
 static int accumulate(tensor *t, tensor *g, uint64_t epoch) {
     g = tj_t_sum_to(g, &t->shape);
-    if (!g) return -1;
-    if (t->bw_epoch != epoch) {
-        t->bw_epoch = epoch;
-        t->bw_grad = g;
-        return 0;
+    if (g && t->bw_epoch == epoch) {
+        assert(t->bw_grad);             /* not dropped yet: its node comes later */
+        g = T_ADD(t->bw_grad, g);
     }
-    t->bw_grad = T_ADD(t->bw_grad, g);
-    return t->bw_grad ? 0 : -1;
+    if (!g) return -1;
+    set_grad(t, g, epoch);
+    return 0;
 }
 
-static int backward(tj_tape *tape, tensor *target, uint64_t epoch) {
-    uint32_t bit = 1u << tape->slot;
+/* The seed d target / d target = 1 (a non-scalar target is summed). */
+static int seed(tensor *target, uint64_t epoch) {
+    if (!tj_scope_try_begin()) return -1;
+    tensor *one = tj_t_full(target->dtype, &target->shape, 1.0);
+    if (one) set_grad(target, one, epoch);
+    tj_scope_end();
+    return one ? 0 : -1;
+}
+
+/* Runs n's gradient rule and adds what it gives to its tracked inputs' gradients. */
+static int backprop(const tj_node *n, uint32_t bit, uint64_t epoch) {
+    tensor *gin[n->nin > 0 ? n->nin : 1];
+    memset(gin, 0, sizeof(tensor *) * (size_t)n->nin);
     tj_thread *th = tj_thread_state();
-    tensor *seed = tj_t_full(target->dtype, &target->shape, 1.0);   /* sums a non-scalar target */
-    if (!seed) return -1;
-    target->bw_epoch = epoch;
-    target->bw_grad = seed;
+    th->grad_op = (int)n->op + 1;           /* where the next ops come from (traces) */
+    th->grad_of = n->out->id;
+    if (!tj_scope_try_begin()) return -1;
+    int rc = tj_ops[n->op]->grad(n, n->out->bw_grad, gin);
+    for (int k = 0; k < n->nin && rc == 0; k++) {
+        tensor *in = n->in[k]->var_of ? n->in[k]->var_of : n->in[k];  /* a read -> its variable */
+        if (gin[k] && (tj_is_variable(in) || (in->tape_mask & bit))) rc = accumulate(in, gin[k], epoch);
+    }
+    tj_scope_end();
+    return rc;
+}
+
+static bool among(const tensor *t, tensor *const *ts, int n) {
+    for (int i = 0; i < n; i++)
+        if (ts[i] == t) return true;
+    return false;
+}
+
+/* keep: the sources that may be node outputs; their gradients stay for the caller. */
+static int backward(tj_tape *tape, tensor *target, tensor *const *keep, int nkeep, uint64_t epoch) {
+    uint32_t bit = 1u << tape->slot;
+    if (seed(target, epoch)) return -1;
     for (int64_t i = tape->n - 1; i >= 0; i--) {
         tj_node *n = tape->nodes[i];
         if (n->out->bw_epoch != epoch) continue;
-        tensor *gin[n->nin > 0 ? n->nin : 1];
-        memset(gin, 0, sizeof(tensor *) * (size_t)n->nin);
-        th->grad_op = (int)n->op + 1;           /* where the next ops come from (traces) */
-        th->grad_of = n->out->id;
-        if (tj_ops[n->op]->grad(n, n->out->bw_grad, gin)) return -1;
-        for (int k = 0; k < n->nin; k++) {
-            tensor *in = n->in[k]->var_of ? n->in[k]->var_of : n->in[k];  /* a read -> its variable */
-            if (!gin[k] || !(tj_is_variable(in) || (in->tape_mask & bit))) continue;
-            if (accumulate(in, gin[k], epoch)) return -1;
-        }
+        assert(n->out->bw_grad);            /* a value is the output of one node */
+        if (backprop(n, bit, epoch)) return -1;
+        if (!among(n->out, keep, nkeep)) drop_grad(n->out, epoch);   /* passed on */
+    }
+    return 0;
+}
+
+/* Drops the gradients the pass still holds: sources', leaves', variables', the target's. */
+static void drop_all(tj_tape *tape, tensor *target, uint64_t epoch) {
+    for (int64_t i = 0; i < tape->n; i++) {
+        tj_node *n = tape->nodes[i];
+        drop_grad(n->out, epoch);
+        for (int k = 0; k < n->nin; k++) drop_grad(n->in[k]->var_of ? n->in[k]->var_of : n->in[k], epoch);
+    }
+    drop_grad(target, epoch);
+}
+
+/* grads[i]: source i's gradient, given to the caller's scope; zeros (ones for the target)
+ * where none arrived. */
+static int give_grads(int n, tensor *const *src, const tensor *target, uint64_t epoch, tj_tensor **grads) {
+    for (int i = 0; i < n; i++) {
+        tensor *s = src[i];
+        grads[i] = s->bw_epoch == epoch && s->bw_grad ? tj_scope_adopt(s->bw_grad)
+                 : tj_handle(tj_t_full(s->dtype, &s->shape, s == target ? 1.0 : 0.0));
+        if (!grads[i]) return -1;
     }
     return 0;
 }
@@ -233,28 +299,28 @@ int tj_tape_gradient(tj_tape *tape, tj_tensor *target_h, int n, tj_tensor *const
     if (!tj_dtype_is_float(target->dtype))
         return tj_err(TJ_ERR_DTYPE, "tape_gradient: target is %s, gradients need a float target",
                       tj_dtype_name(target->dtype));
-    size_t src_bytes = sizeof(tensor *) * (size_t)(n > 0 ? n : 1);
+    size_t src_bytes = 2 * sizeof(tensor *) * (size_t)(n > 0 ? n : 1);
     tensor **src = tj_mem_alloc(src_bytes);
     if (!src) return TJ_ERR_OOM;
-    for (int i = 0; i < n; i++)
+    tensor **keep = src + n;                /* the sources but variables, which no node outputs */
+    int nkeep = 0;
+    for (int i = 0; i < n; i++) {
         if (!(src[i] = tj_resolve(sources_h[i], "tape_gradient: source", i + 1))) {
             tj_mem_free(src, src_bytes);
             return tj_error_code();
         }
+        if (!tj_is_variable(src[i])) keep[nkeep++] = src[i];
+    }
     tj_thread *th = tj_thread_state();
     uint32_t bit = 1u << tape->slot, saved = th->recording;
     th->recording &= ~bit;                  /* a tape does not record its own gradient */
     uint64_t epoch = ++th->bw_epoch;
     int rc = 0;
-    if (tj_is_variable(target) || (target->tape_mask & bit)) rc = backward(tape, target, epoch);
+    if (tj_is_variable(target) || (target->tape_mask & bit)) rc = backward(tape, target, keep, nkeep, epoch);
     else target->bw_epoch = 0;
     th->grad_op = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        tensor *g = src[i]->bw_epoch == epoch ? src[i]->bw_grad
-                  : tj_t_full(src[i]->dtype, &src[i]->shape, src[i] == target ? 1.0 : 0.0);
-        if (!g) { rc = -1; break; }
-        grads[i] = tj_handle(g);
-    }
+    if (rc == 0) rc = give_grads(n, src, target, epoch, grads);
+    drop_all(tape, target, epoch);
     th->recording = saved;
     tape->used = true;
     tj_mem_free(src, src_bytes);

@@ -51,7 +51,8 @@ typedef struct tensor {
      * snapshot (var_of points back), so tj_assign copies on write and a gradient uses
      * the value the forward pass saw, as TensorFlow's ReadVariableOp. */
     struct tensor *snapshot, *var_of;
-    /* backward scratch (tape.c): valid when bw_epoch is the thread's current epoch */
+    /* backward scratch (tape.c): valid when bw_epoch is the thread's current epoch; a
+     * pass holds a reference on bw_grad and leaves it NULL when it returns */
     uint64_t bw_epoch;
     struct tensor *bw_grad;
 } tensor;
@@ -64,6 +65,13 @@ tensor *tj_resolve(const tj_tensor *h, const char *op, int argi);
 
 /* A new tensor owned by the innermost scope (data uninitialised); NULL on OOM. */
 tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape);
+/* A handle for t in the innermost scope, which takes a reference of its own: for a value
+ * that references kept alive past the end of the scope it was made in (the backward
+ * pass's gradients). A t whose handle is still live keeps it. NULL on OOM. */
+tj_tensor *tj_scope_adopt(tensor *t);
+/* tj_scope_begin that says whether it opened a scope (false: out of memory, and nothing
+ * to end). */
+bool tj_scope_try_begin(void);
 /* A new tensor header sharing t's storage, with another shape of the same numel. */
 tensor *tj_tensor_view(tensor *t, const tj_shape *shape);
 /* Writes data (numel values of v's dtype) into variable v as tj_assign does: drops the

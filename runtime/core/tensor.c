@@ -110,7 +110,17 @@ static _Thread_local tj_thread thread_state;
 tj_thread *tj_thread_state(void) { return &thread_state; }
 
 static _Atomic uint64_t next_id = 1;
-uint64_t tj_next_id(void) { return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed); }
+/* Threads take ids in ranges, so that making a tensor needs no atomic operation. */
+#define ID_RANGE 4096
+static _Thread_local uint64_t id_next, id_end;
+
+uint64_t tj_next_id(void) {
+    if (id_next == id_end) {
+        id_next = atomic_fetch_add_explicit(&next_id, ID_RANGE, memory_order_relaxed);
+        id_end = id_next + ID_RANGE;
+    }
+    return id_next++;
+}
 
 /* ---- scopes ---------------------------------------------------------------------------- */
 
@@ -215,6 +225,30 @@ tj_tensor *tj_keep(tj_tensor *h) {
     return h;
 }
 
+/* t gets a new handle and joins the innermost scope (the caller supplies its reference). */
+static int scope_join(tensor *t) {
+    if (handle_new(t)) return TJ_ERR_OOM;
+    if (scope_add(t)) { handle_release(t); return TJ_ERR_OOM; }
+    return 0;
+}
+
+bool tj_scope_try_begin(void) {
+    tj_thread *th = tj_thread_state();
+    int before = th->nscopes;
+    tj_scope_begin();   /* with no scope yet, it opens the root scope too */
+    if (th->nscopes == (before ? before + 1 : 2)) return true;
+    /* the push failed (OOM): tj_scope_begin counted a phantom scope; take it back */
+    if (th->nscopes > 0 && th->scopes[th->nscopes - 1].phantoms > 0) tj_scope_end();
+    return false;
+}
+
+tj_tensor *tj_scope_adopt(tensor *t) {
+    if (t->handle) return tj_handle(t);
+    if (scope_join(t)) return NULL;
+    t->refs++;
+    return tj_handle(t);
+}
+
 /* ---- tensors ---------------------------------------------------------------------------- */
 
 size_t tj_dtype_size(tj_dtype dt) { return dt == TJ_F64 ? 8 : 4; }
@@ -258,8 +292,7 @@ static tensor *header_init(tensor *t, tj_dtype dt, const tj_shape *shape, storag
     t->scope = -1;
     t->st = st;
     t->data = data;
-    if (handle_new(t)) return NULL;
-    if (scope_add(t)) { handle_release(t); return NULL; }
+    if (scope_join(t)) return NULL;
     st->refs++;
     return t;
 }

@@ -465,7 +465,7 @@ int tj_checkpoint_restore(tj_checkpoint *ck, const char *path) {
     const tj_st_entry **sorted = NULL, **match = NULL;
     bool *used = NULL;
     int64_t (*state)[2] = NULL, (*old)[2] = NULL;
-    if (!tj_st_scope_begin()) { expected_free(&ex); return TJ_ERR_OOM; }   /* owns the file's tensors */
+    if (!tj_scope_try_begin()) { expected_free(&ex); return TJ_ERR_OOM; }   /* owns the file's tensors */
     if ((rc = tj_st_read(path, op, &f))) goto done;
 
     const char *v = tj_st_meta(&f, KEY_VERSION);

@@ -61,15 +61,6 @@ static void str_free(char *s) {
     if (s) tj_mem_free(s, strlen(s) + 1);
 }
 
-bool tj_st_scope_begin(void) {
-    tj_thread *th = tj_thread_state();
-    int before = th->nscopes;
-    tj_scope_begin();   /* with no scope yet, it opens the root scope too */
-    if (th->nscopes == (before ? before + 1 : 2)) return true;
-    /* the push failed (OOM): tj_scope_begin counted a phantom scope; take it back */
-    if (th->nscopes > 0 && th->scopes[th->nscopes - 1].phantoms > 0) tj_scope_end();
-    return false;
-}
 
 static bool utf8_valid(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
@@ -416,7 +407,7 @@ static int load(reader *r, tj_st_file *out) {
     if (rc) return rc;
 
     /* the values, into tensors of a scope of our own, kept into the caller's on success */
-    if (!tj_st_scope_begin()) { rc = TJ_ERR_OOM; goto fail; }
+    if (!tj_scope_try_begin()) { rc = TJ_ERR_OOM; goto fail; }
     for (int i = 0; i < out->n && !rc; i++) {
         tj_st_entry *e = &out->e[spans[i].idx];
         if (!(e->t = tj_tensor_new(e->dtype, &e->shape))) rc = TJ_ERR_OOM;

@@ -33,9 +33,6 @@ int  tj_safetensors_parse(const void *buf, size_t n, const char *op, const char 
  * is a short read, not a SIGBUS). */
 int  tj_st_read(const char *path, const char *op, tj_st_file *out);
 void tj_st_file_free(tj_st_file *f);
-/* tj_scope_begin that says whether it opened a scope (false: out of memory, and nothing
- * to end). */
-bool tj_st_scope_begin(void);
 /* The value of metadata key, NULL if absent. */
 const char *tj_st_meta(const tj_st_file *f, const char *key);
 
