@@ -44,7 +44,7 @@ void        tj_clear_error(void) { err_code = 0; err_msg[0] = '\0'; }
  * the system cost a page fault per 4 KB (most of W3's eager time before this cache). A
  * user's allocator bypasses it. Reuse also checks the block's real size. */
 #define CACHE_MIN ((size_t)1 << 18)           /* 256 KB and up */
-#define CACHE_SLOTS 32
+#define CACHE_SLOTS 256                       /* 32 overflowed on W2's eager step */
 #define CACHE_CAP ((size_t)256 << 20)         /* at most 256 MB kept */
 
 static struct { void *p; size_t n; } cache[CACHE_SLOTS];
