@@ -69,7 +69,7 @@ static int fail(const char *what) {
     return 1;
 }
 
-/* ---- a small MLP with Adam, written with ops ---------------------------------------------- */
+/* ---- a small MLP, trained with the library's Adam --------------------------------------------- */
 
 enum { MAXL = 4 };
 typedef struct {
@@ -79,23 +79,20 @@ typedef struct {
     bool softmax_ce;                 /* loss: softmax cross-entropy on int labels, else MSE */
     int nclass;
     tj_tensor *w[MAXL], *b[MAXL];   /* variables */
-    tj_tensor *m[2 * MAXL], *v[2 * MAXL], *t;
+    tj_optimizer *adam;              /* lr 1e-3, 0.9, 0.999, eps 1e-8 (PyTorch's) */
     tj_tensor *classes;              /* (1, nclass) int32 0..nclass-1 */
 } mlp;
 
 static void mlp_init(mlp *net, int nl, const int *sizes) {
     net->nl = nl;
+    tj_tensor *params[2 * MAXL];
     for (int l = 0; l < nl; l++) {
         double lim = sqrt(6.0 / (sizes[l] + sizes[l + 1]));      /* glorot uniform */
-        net->w[l] = tj_variable(tj_rand_uniform(TJ_SHAPE(sizes[l], sizes[l + 1]), -lim, lim), "kernel");
-        net->b[l] = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE(sizes[l + 1])), "bias");
-        for (int k = 0; k < 2; k++) {
-            tj_tensor *p = k ? net->b[l] : net->w[l];
-            net->m[2 * l + k] = tj_variable(tj_zeros(TJ_F32, tj_tensor_shape(p)), "m");
-            net->v[2 * l + k] = tj_variable(tj_zeros(TJ_F32, tj_tensor_shape(p)), "v");
-        }
+        params[2 * l] = net->w[l] = tj_variable(tj_rand_uniform(TJ_SHAPE(sizes[l], sizes[l + 1]), -lim, lim), "kernel");
+        params[2 * l + 1] = net->b[l] = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE(sizes[l + 1])), "bias");
     }
-    net->t = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE()), "step");
+    net->adam = tj_adam(1e-3, 0.9, 0.999, 1e-8);
+    tj_optimizer_build(net->adam, 2 * nl, params);
     if (net->nclass) {
         int32_t c[64];
         for (int i = 0; i < net->nclass; i++) c[i] = i;
@@ -108,9 +105,8 @@ static void mlp_free(mlp *net) {
     for (int l = 0; l < net->nl; l++) {
         tj_variable_free(net->w[l]);
         tj_variable_free(net->b[l]);
-        for (int k = 0; k < 2; k++) { tj_variable_free(net->m[2 * l + k]); tj_variable_free(net->v[2 * l + k]); }
     }
-    tj_variable_free(net->t);
+    tj_optimizer_free(net->adam);
     if (net->classes) tj_variable_free(net->classes);
 }
 
@@ -140,18 +136,8 @@ static int mlp_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_te
     int rc = tj_tape_gradient(tape, loss, 2 * net->nl, params, grads);
     tj_tape_free(tape);
     if (rc) return rc;
-    tj_tensor *t = tj_add(net->t, tj_scalar(1));
-    tj_assign(net->t, t);
-    tj_tensor *c1 = tj_sub(tj_scalar(1), tj_pow(tj_scalar(0.9), t));
-    tj_tensor *c2 = tj_sub(tj_scalar(1), tj_pow(tj_scalar(0.999), t));
-    for (int i = 0; i < 2 * net->nl; i++) {
-        tj_tensor *m = tj_add(tj_mul(net->m[i], tj_scalar(0.9)), tj_mul(grads[i], tj_scalar(0.1)));
-        tj_tensor *v = tj_add(tj_mul(net->v[i], tj_scalar(0.999)), tj_mul(tj_mul(grads[i], grads[i]), tj_scalar(0.001)));
-        tj_assign(net->m[i], m);
-        tj_assign(net->v[i], v);
-        tj_tensor *upd = tj_div(tj_div(m, c1), tj_add(tj_sqrt(tj_div(v, c2)), tj_scalar(1e-8)));
-        tj_assign(params[i], tj_sub(params[i], tj_mul(upd, tj_scalar(1e-3))));
-    }
+    rc = tj_optimizer_apply(net->adam, 2 * net->nl, grads, params);
+    if (rc) return rc;
     out[0] = loss;
     return tj_error_code();
 }
