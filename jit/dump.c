@@ -644,7 +644,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                "# kinds: vector loop (elementwise, explicit vectors + scalar tail), reduction (canonical order),\n"
                "# small matmul (inline vectors across n, in the order of ops/matmul_small.h; an operand that is a\n"
                "# transpose of the last two axes is read in place, and such a transpose read by nothing else has\n"
-               "# no kernel), BLAS call (matmul: cblas_?gemm), kernel call (the op's eager kernel, through\n"
+               "# no kernel), BLAS call (matmul: tj_blas_?gemm), kernel call (the op's eager kernel, through\n"
                "# tj_jit_call), view (no code: shares its input's buffer).\n"
                "# space: loop dims after size-1 dims are dropped and contiguous dims merged, with each input's\n"
                "# stride per dim (0: broadcast); outputs x values for reductions; m n k for matmul.\n"
@@ -706,7 +706,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk2 = x->shape.dim[x->shape.ndim - 1];
             sb_printf(b, "m %lld, n %lld, k %lld, %lld batch%s; %s", (long long)m, (long long)n, (long long)kk2,
                       (long long)(nd->numel / (m * n)), nd->numel / (m * n) == 1 ? "" : "es",
-                      nd->dtype == TJ_F64 ? "cblas_dgemm" : "cblas_sgemm");
+                      nd->dtype == TJ_F64 ? "tj_blas_dgemm" : "tj_blas_sgemm");
             break;
         }
         case TJ_KERNEL_SMALL_MATMUL: {

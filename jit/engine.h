@@ -26,7 +26,7 @@ const char *tj_engine_features(void);            /* "+avx512f,+avx2,...,-prefer-
 const char *tj_engine_triple(void);              /* "x86_64-pc-linux-gnu" */
 int         tj_engine_opt_level(void);           /* 0..3: env TJ_JIT_OPT, default 2 */
 
-/* Makes an absolute symbol callable from JIT code (runtime kernels, cblas_sgemm, powf).
+/* Makes an absolute symbol callable from JIT code (runtime kernels, tj_blas_sgemm, powf).
  * Defining a name again with the same address is a no-op; with another address it is
  * TJ_ERR_JIT. Define a name before adding modules that call it: a name first resolved
  * from the process (libc, libm) cannot be redefined afterwards. */

@@ -263,12 +263,11 @@ free_ks:
     return rc;
 }
 
-/* f32/f64 matmul whose batch dims match (or are absent): one cblas_?gemm call per batch
- * with exactly the arguments tj_blas_sgemm/dgemm pass, on the symbol eager uses (defined
- * explicitly in the JIT by function.c). Other shapes call the kernel. */
+/* f32/f64 matmul whose batch dims match (or are absent): one tj_blas_?gemm call per batch,
+ * the routine eager's kernel calls (defined in the JIT by address, function.c). Other
+ * shapes call the kernel. */
 static bool matmul_direct(const tj_graph *g, const tj_gnode *nd) {
     if (nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
-    if (!(nd->dtype == TJ_F32 ? tj_blas_sgemm_symbol() : tj_blas_dgemm_symbol())) return false;
     const tj_shape *a = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape, *b = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;
     int r = nd->shape.ndim;
     int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = a->dim[a->ndim - 1];
