@@ -86,9 +86,12 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
         const tj_gnode *nd = &g->nodes[i];
         bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};
         int64_t nout, K;
-        if (tj_lower_reduce_inline(g, nd, &nout, &K))   /* block values, while its kernel runs */
+        /* block values, while its kernel runs (and the loop before it, which fills them
+         * when the reduction finishes that loop's work) */
+        int from = first[i] > 0 && low->kernel[first[i]].finishes ? first[i] - 1 : first[i];
+        if (tj_lower_reduce_inline(g, nd, &nout, &K))
             bs[nb++] = (buf){i, true, round64((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * (int64_t)tj_dtype_size(nd->dtype)),
-                             0, first[i], first[i]};
+                             0, from, first[i]};
     }
     if (!share)
         for (int i = 0; i < nb; i++) { bs[i].first = 0; bs[i].last = nk; }   /* every life overlaps */

@@ -7,6 +7,7 @@
  * only where a signature compiled. Layouts of the files: dump.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "dump.h"
+#include "math/reduce.h"
 #include "lowered.h"
 
 #include <errno.h>
@@ -641,7 +642,8 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
     int views = 0;
     for (int i = 0; i < g->n; i++) views += live[i] && tj_lower_is_view(&g->nodes[i]) && g->nodes[i].replaced_by < 0;
     sb_puts(b, "# tapejit fusion groups: the kernels of the compiled step, in the order step runs them.\n"
-               "# kinds: vector loop (elementwise, explicit vectors + scalar tail), reduction (canonical order),\n"
+               "# kinds: vector loop (elementwise, explicit vectors + scalar tail; it may also compute a full\n"
+               "# reduction of one of its values, block by block), reduction (canonical order),\n"
                "# small matmul (inline vectors across n, in the order of ops/matmul_small.h; an operand that is a\n"
                "# transpose of the last two axes is read in place, and such a transpose read by nothing else has\n"
                "# no kernel), BLAS call (matmul: tj_blas_?gemm), kernel call (the op's eager kernel, through\n"
@@ -693,12 +695,19 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                 for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
                 sb_puts(b, "]");
             }
+            if (k->absorbs >= 0)
+                sb_printf(b, "; also the block values of %%%d = %s(%%%d), blocks of %d", k->absorbs,
+                          tj_ops[g->nodes[k->absorbs].op]->name, tj_graph_resolve(g, g->nodes[k->absorbs].in[0]),
+                          TJ_REDUCE_BLOCK);
             break;
         }
         case TJ_KERNEL_REDUCE: {
             int64_t nout = 0, K = 0;
             tj_lower_reduce_inline(g, nd, &nout, &K);
             sb_printf(b, "%lld output%s x %lld values", (long long)nout, plural(nout), (long long)K);
+            if (k->finishes)
+                sb_printf(b, "; the loop before computed its %lld block values: this combines them",
+                          (long long)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK));
             break;
         }
         case TJ_KERNEL_BLAS: {

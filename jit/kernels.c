@@ -5,6 +5,7 @@
 #include "lowered.h"
 #include "core/blas.h"
 #include "matmul_small.h"
+#include "math/reduce.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -144,6 +145,19 @@ static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
     }
 }
 
+/* Whether the open loop can compute reduction nd: a full sum or max (one output) of a
+ * value of the loop, which runs over one dimension (so its pieces are whole blocks), with
+ * at most a block of block values to finish. */
+static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode *nd) {
+    int64_t nout, K;
+    if (!tj_lower_reduce_inline(g, nd, &nout, &K) || nout != 1 || K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
+        return false;
+    if (member(open, tj_graph_resolve(g, nd->in[0])) < 0) return false;
+    tj_loop_dims e;
+    tj_kernel_loop_dims(g, open, &e);
+    return e.nd == 1;
+}
+
 /* The kernels in order: fused runs of elementwise ops, every other kernel node alone. */
 static int group(const tj_graph *g, const bool *live, const bool *folded, tj_kernel *ks) {
     int nk = 0;
@@ -176,6 +190,12 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
         k->nops = 1;
         k->ops[0] = i;
         k->ends = loop ? "the step ends" : NULL;
+        k->absorbs = -1;
+        if (open && !loop && absorbable(g, open, nd)) {
+            open->absorbs = i;
+            open->ends = "a full reduction of one of its values follows: the loop computes its block values";
+            k->finishes = true;
+        }
         open = loop ? k : NULL;
     }
     return nk;
@@ -191,6 +211,8 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
     }
     for (int k = 0; k < nk; k++)
         for (int m = 0; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
+    for (int k = 0; k < nk; k++)
+        if (ks[k].absorbs >= 0) kernel_of[ks[k].absorbs] = k;     /* reads its input there */
     for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
     for (int i = 0; i < g->nwrites; i++) outside[tj_graph_resolve(g, g->writes[i].node)] = true;
     for (int i = 0; i < g->n; i++) {
@@ -202,7 +224,7 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
         }
     }
     for (int k = 0; k < nk; k++)
-        if (ks[k].nops > 1)
+        if (ks[k].nops > 1 || ks[k].absorbs >= 0)
             for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
 }
 
@@ -217,6 +239,8 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
         int64_t per_row = e.nd == 1 ? 1 : g->nodes[ks[k].node].numel / e.dim[0];
         ks[k].range = e.dim[0];
         ks[k].grain = per_row >= 16384 ? 1 : (16384 + per_row - 1) / per_row;
+        if (ks[k].absorbs >= 0)    /* pieces of whole blocks (one dimension: per_row is 1) */
+            ks[k].grain = (ks[k].grain + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * TJ_REDUCE_BLOCK;
     }
 }
 

@@ -9,6 +9,7 @@
 #include "lower_math.h"
 #include "lower_matmul.h"
 #include "lower_reduce.h"
+#include "math/reduce.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -184,88 +185,170 @@ static void store(lctx *c, LLVMValueRef v, LLVMValueRef p, unsigned align) {
     LLVMSetAlignment(LLVMBuildStore(c->b, v, p), align);
 }
 
-/* A fused loop (one elementwise op or a run of them, one shape): outer dims as scalar
- * loops, the innermost as vectors + a scalar tail. Each element goes through the ops in
- * order, exactly as the eager kernels compute them one op at a time; values used only in
- * the loop stay in registers, the others are stored (stored[]). */
-static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
-    const tj_graph *g = c->g;
-    const tj_gnode *first = &g->nodes[k->node];
-    if (first->numel == 0) return;
+/* What a fused loop reads and writes (one elementwise op or a run of them, one shape). */
+typedef struct loopio {
     tj_loop_dims e;
-    tj_kernel_loop_dims(g, k, &e);
-    bool wide = false;
-    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
-    for (int j = 0; j < e.nin; j++) wide = wide || g->nodes[e.in[j]].dtype == TJ_F64;
-    int lanes = wide ? c->lanes / 2 : c->lanes;
+    int lanes;
     LLVMTypeRef ket[TJ_GROUP_MAX_IN], kvt[TJ_GROUP_MAX_IN];
     unsigned kesz[TJ_GROUP_MAX_IN];
-    LLVMValueRef base[TJ_GROUP_MAX_IN], off[TJ_GROUP_MAX_IN], rowp[TJ_GROUP_MAX_IN], scalar[TJ_GROUP_MAX_IN], splat[TJ_GROUP_MAX_IN];
-    for (int j = 0; j < e.nin; j++) {
-        tj_dtype dt = g->nodes[e.in[j]].dtype;
-        ket[j] = elem_type(c, dt);
-        kvt[j] = LLVMVectorType(ket[j], (unsigned)lanes);
-        kesz[j] = (unsigned)tj_dtype_size(dt);
-        base[j] = buf_ptr(c, e.in[j]);
-        off[j] = cint(c, 0);
-    }
-    LLVMValueRef outb[TJ_GROUP_MAX];
-    for (int m = 0; m < k->nops; m++) outb[m] = stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
+    LLVMValueRef base[TJ_GROUP_MAX_IN], off[TJ_GROUP_MAX_IN];
+    LLVMValueRef rowp[TJ_GROUP_MAX_IN], scalar[TJ_GROUP_MAX_IN], splat[TJ_GROUP_MAX_IN];
+    LLVMValueRef outb[TJ_GROUP_MAX], oofs;   /* stored values' buffers (else NULL), row offset */
+} loopio;
 
-    /* outer loops over rows (the outermost one over [lo, hi), a piece of the work); each
-     * input's offset at the row start */
-    int64_t inner = e.dim[e.nd - 1];
-    LLVMValueRef oofs = cint(c, 0), lo = LLVMGetParam(c->fn, 2), hi = LLVMGetParam(c->fn, 3);
-    loop outer[TJ_MAX_DIMS];
-    for (int d = 0; d < e.nd - 1; d++) {
-        outer[d] = d == 0 ? loop_begin(c, lo, hi, "row") : loop_begin(c, cint(c, 0), cint(c, e.dim[d]), "row");
-        int64_t ostride = 1;
-        for (int q = d + 1; q < e.nd; q++) ostride *= e.dim[q];
-        oofs = LLVMBuildAdd(c->b, oofs, LLVMBuildMul(c->b, outer[d].iv, cint(c, ostride), ""), "");
-        for (int j = 0; j < e.nin; j++)
-            off[j] = LLVMBuildAdd(c->b, off[j], LLVMBuildMul(c->b, outer[d].iv, cint(c, e.st[j][d]), ""), "");
+static void loop_io(lctx *c, const tj_kernel *k, const bool *stored, int lanes, loopio *io) {
+    const tj_graph *g = c->g;
+    tj_kernel_loop_dims(g, k, &io->e);
+    io->lanes = lanes;
+    for (int j = 0; j < io->e.nin; j++) {
+        tj_dtype dt = g->nodes[io->e.in[j]].dtype;
+        io->ket[j] = elem_type(c, dt);
+        io->kvt[j] = LLVMVectorType(io->ket[j], (unsigned)lanes);
+        io->kesz[j] = (unsigned)tj_dtype_size(dt);
+        io->base[j] = buf_ptr(c, io->e.in[j]);
+        io->off[j] = cint(c, 0);
     }
-    for (int j = 0; j < e.nin; j++) {
-        rowp[j] = gep(c, ket[j], base[j], off[j]);
-        if (e.st[j][e.nd - 1] == 0) {              /* broadcast along the row: one value */
-            scalar[j] = load(c, ket[j], rowp[j], kesz[j]);
-            LLVMValueRef undef = LLVMGetUndef(kvt[j]), zeros[64];
-            for (int l = 0; l < lanes; l++) zeros[l] = LLVMConstInt(c->i32, 0, 0);
-            splat[j] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, scalar[j], LLVMConstInt(c->i32, 0, 0), ""),
-                                              undef, LLVMConstVector(zeros, (unsigned)lanes), "");
+    for (int m = 0; m < k->nops; m++) io->outb[m] = stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
+    io->oofs = cint(c, 0);
+}
+
+/* At a row's start: each input's pointer, and the one value of an input broadcast along it. */
+static void row_start(lctx *c, loopio *io) {
+    int nd = io->e.nd;
+    for (int j = 0; j < io->e.nin; j++) {
+        io->rowp[j] = gep(c, io->ket[j], io->base[j], io->off[j]);
+        if (io->e.st[j][nd - 1] != 0) continue;
+        io->scalar[j] = load(c, io->ket[j], io->rowp[j], io->kesz[j]);
+        LLVMValueRef undef = LLVMGetUndef(io->kvt[j]), zeros[64];
+        for (int l = 0; l < io->lanes; l++) zeros[l] = LLVMConstInt(c->i32, 0, 0);
+        io->splat[j] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, io->scalar[j], LLVMConstInt(c->i32, 0, 0), ""),
+                                              undef, LLVMConstVector(zeros, (unsigned)io->lanes), "");
+    }
+}
+
+/* Element iv of the row (a vector of lanes from iv, or one): every op of the loop in
+ * order, exactly as the eager kernels compute them one op at a time; stores the stored
+ * values; val[m] gets op m's value. */
+static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef iv, bool vec, LLVMValueRef *val) {
+    const tj_graph *g = c->g;
+    int nd = io->e.nd;
+    LLVMValueRef in_val[TJ_GROUP_MAX_IN];
+    for (int j = 0; j < io->e.nin; j++)
+        in_val[j] = io->e.st[j][nd - 1] ? load(c, vec ? io->kvt[j] : io->ket[j], gep(c, io->ket[j], io->rowp[j], iv), io->kesz[j])
+                                        : vec ? io->splat[j] : io->scalar[j];
+    for (int m = 0; m < k->nops; m++) {
+        const tj_gnode *n = &g->nodes[k->ops[m]];
+        LLVMValueRef x[3];
+        tj_dtype in_dt = n->dtype;
+        for (int q = 0; q < n->nin; q++) {
+            int id = tj_graph_resolve(g, n->in[q]);
+            int pm = -1;
+            for (int p = 0; p < m && pm < 0; p++) if (k->ops[p] == id) pm = p;
+            if (pm >= 0) x[q] = val[pm];
+            else for (int j = 0; j < io->e.nin; j++) if (io->e.in[j] == id) x[q] = in_val[j];
+            if (q == 0) in_dt = g->nodes[id].dtype;
         }
+        LLVMTypeRef et = elem_type(c, n->dtype);
+        val[m] = node_value(c, n, in_dt, n->dtype == TJ_I32, x, vec ? LLVMVectorType(et, (unsigned)io->lanes) : et);
+        if (io->outb[m])
+            store(c, val[m], gep(c, et, gep(c, et, io->outb[m], io->oofs), iv), (unsigned)tj_dtype_size(n->dtype));
     }
+}
+
+/* A fused loop: outer dims as scalar loops (the outermost over [lo, hi), a piece of the
+ * work), the innermost as vectors + a scalar tail. Values used only in the loop stay in
+ * registers, the others are stored (stored[]). */
+static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
+    const tj_graph *g = c->g;
+    if (g->nodes[k->node].numel == 0) return;
+    bool wide = false;
+    loopio io;
+    tj_kernel_loop_dims(g, k, &io.e);
+    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
+    for (int j = 0; j < io.e.nin; j++) wide = wide || g->nodes[io.e.in[j]].dtype == TJ_F64;
+    loop_io(c, k, stored, wide ? c->lanes / 2 : c->lanes, &io);
+    const tj_loop_dims *e = &io.e;
+    int lanes = io.lanes;
+    int64_t inner = e->dim[e->nd - 1];
+    LLVMValueRef lo = LLVMGetParam(c->fn, 2), hi = LLVMGetParam(c->fn, 3);
+    loop outer[TJ_MAX_DIMS];
+    for (int d = 0; d < e->nd - 1; d++) {
+        outer[d] = d == 0 ? loop_begin(c, lo, hi, "row") : loop_begin(c, cint(c, 0), cint(c, e->dim[d]), "row");
+        int64_t ostride = 1;
+        for (int q = d + 1; q < e->nd; q++) ostride *= e->dim[q];
+        io.oofs = LLVMBuildAdd(c->b, io.oofs, LLVMBuildMul(c->b, outer[d].iv, cint(c, ostride), ""), "");
+        for (int j = 0; j < e->nin; j++)
+            io.off[j] = LLVMBuildAdd(c->b, io.off[j], LLVMBuildMul(c->b, outer[d].iv, cint(c, e->st[j][d]), ""), "");
+    }
+    row_start(c, &io);
     /* a one-dimensional loop runs over elements [lo, hi) itself */
-    LLVMValueRef from = e.nd == 1 ? lo : cint(c, 0), to = e.nd == 1 ? hi : cint(c, inner);
+    LLVMValueRef from = e->nd == 1 ? lo : cint(c, 0), to = e->nd == 1 ? hi : cint(c, inner);
     LLVMValueRef span = LLVMBuildSub(c->b, to, from, "");
     LLVMValueRef vec_end = LLVMBuildSub(c->b, to, LLVMBuildSRem(c->b, span, cint(c, lanes), ""), "");
+    LLVMValueRef val[TJ_GROUP_MAX];
     for (int pass = 0; pass < 2; pass++) {         /* 0: vectors, 1: the scalar tail */
         bool vec = pass == 0;
         loop l = loop_begin(c, vec ? from : vec_end, vec ? vec_end : to, vec ? "vec" : "tail");
-        LLVMValueRef in_val[TJ_GROUP_MAX_IN], val[TJ_GROUP_MAX];
-        for (int j = 0; j < e.nin; j++)
-            in_val[j] = e.st[j][e.nd - 1] ? load(c, vec ? kvt[j] : ket[j], gep(c, ket[j], rowp[j], l.iv), kesz[j])
-                                          : vec ? splat[j] : scalar[j];
-        for (int m = 0; m < k->nops; m++) {
-            const tj_gnode *nd = &g->nodes[k->ops[m]];
-            LLVMValueRef x[3];
-            tj_dtype in_dt = nd->dtype;
-            for (int q = 0; q < nd->nin; q++) {
-                int id = tj_graph_resolve(g, nd->in[q]);
-                int pm = -1;
-                for (int p = 0; p < m && pm < 0; p++) if (k->ops[p] == id) pm = p;
-                if (pm >= 0) x[q] = val[pm];
-                else for (int j = 0; j < e.nin; j++) if (e.in[j] == id) x[q] = in_val[j];
-                if (q == 0) in_dt = g->nodes[id].dtype;
-            }
-            LLVMTypeRef et = elem_type(c, nd->dtype);
-            val[m] = node_value(c, nd, in_dt, nd->dtype == TJ_I32, x, vec ? LLVMVectorType(et, (unsigned)lanes) : et);
-            if (outb[m])
-                store(c, val[m], gep(c, et, gep(c, et, outb[m], oofs), l.iv), (unsigned)tj_dtype_size(nd->dtype));
-        }
+        elements(c, k, &io, l.iv, vec, val);
         loop_end(c, &l, cint(c, vec ? lanes : 1));
     }
-    for (int d = e.nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
+    for (int d = e->nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
+}
+
+/* A stack slot of type t in the function's entry block (promoted to a register). */
+static LLVMValueRef entry_slot(lctx *c, LLVMTypeRef t) {
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b), entry = LLVMGetEntryBasicBlock(c->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(entry);
+    if (first) LLVMPositionBuilderBefore(c->b, first);
+    else LLVMPositionBuilderAtEnd(c->b, entry);
+    LLVMValueRef slot = LLVMBuildAlloca(c->b, t, "acc");
+    LLVMPositionBuilderAtEnd(c->b, cur);
+    return slot;
+}
+
+/* A one-dimensional fused loop that also computes a full reduction of one of its values
+ * (k->absorbs): over [lo, hi) (whole blocks but the array's last) block by block; within a
+ * block, lane l of a <16 x T> accumulator takes the values at l mod 16 in order, as
+ * math/reduce.h's rule does, so vectors are 16 lanes whatever the machine's (LLVM splits
+ * them); the tail's values go into their lanes one by one. Each block's value (the fixed
+ * tree) goes to the reduction's scratch; the reduction's kernel combines them. */
+static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
+    const tj_graph *g = c->g;
+    const tj_gnode *red = &g->nodes[k->absorbs];
+    bool is_max = red->op == TJ_OP_MAX;
+    int rin = -1, L = TJ_REDUCE_LANES;
+    for (int m = 0; m < k->nops && rin < 0; m++) if (k->ops[m] == tj_graph_resolve(g, red->in[0])) rin = m;
+    loopio io;
+    loop_io(c, k, stored, L, &io);
+    row_start(c, &io);
+    LLVMTypeRef et = elem_type(c, red->dtype), vt = LLVMVectorType(et, (unsigned)L);
+    LLVMValueRef accp = entry_slot(c, vt), idx = cint(c, k->absorbs);
+    LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
+    LLVMValueRef lo = LLVMGetParam(c->fn, 2), hi = LLVMGetParam(c->fn, 3), val[TJ_GROUP_MAX];
+    loop blk = loop_begin(c, lo, hi, "block");
+    LLVMValueRef next = LLVMBuildAdd(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
+    LLVMValueRef end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, hi, ""), next, hi, "");
+    LLVMValueRef vec_end = LLVMBuildSub(c->b, end, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, end, blk.iv, ""), cint(c, L), ""), "");
+    store(c, tj_lower_reduce_identity(c->mod, is_max, red->dtype), accp, (unsigned)tj_dtype_size(red->dtype));
+    for (int pass = 0; pass < 2; pass++) {         /* 0: groups of 16, 1: the array's tail */
+        bool vec = pass == 0;
+        loop l = loop_begin(c, vec ? blk.iv : vec_end, vec ? vec_end : end, vec ? "vec" : "tail");
+        elements(c, k, &io, l.iv, vec, val);
+        LLVMValueRef acc = load(c, vt, accp, (unsigned)tj_dtype_size(red->dtype));
+        if (vec) {
+            acc = tj_lower_reduce_combine(c->mod, c->b, is_max, red->dtype, acc, val[rin]);
+        } else {
+            LLVMValueRef lane = LLVMBuildTrunc(c->b, LLVMBuildSub(c->b, l.iv, vec_end, ""), c->i32, "");
+            LLVMValueRef a = LLVMBuildExtractElement(c->b, acc, lane, "");
+            acc = LLVMBuildInsertElement(c->b, acc, tj_lower_reduce_combine(c->mod, c->b, is_max, red->dtype, a, val[rin]), lane, "");
+        }
+        store(c, acc, accp, (unsigned)tj_dtype_size(red->dtype));
+        loop_end(c, &l, cint(c, vec ? L : 1));
+    }
+    LLVMValueRef acc = load(c, vt, accp, (unsigned)tj_dtype_size(red->dtype));
+    LLVMValueRef b = LLVMBuildSDiv(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
+    store(c, tj_lower_reduce_tree(c->mod, c->b, is_max, red->dtype, acc), gep(c, et, scratch, b), (unsigned)tj_dtype_size(red->dtype));
+    loop_end(c, &blk, cint(c, TJ_REDUCE_BLOCK));
 }
 
 /* A matmul by BLAS: tj_blas_?gemm per batch, the routine eager calls (core/blas.h). */
@@ -299,14 +382,19 @@ static void lower_small_matmul(lctx *c, int id) {
     tj_lower_small_matmul(c->mod, c->b, c->fn, &mm, lanes > 0 ? lanes : 1, buf_ptr(c, mm.a), buf_ptr(c, mm.b), buf_ptr(c, id));
 }
 
-static void lower_reduce(lctx *c, int id) {
-    const tj_gnode *nd = &c->g->nodes[id];
+/* A reduction; one that finishes a loop's work combines the loop's block values. */
+static void lower_reduce(lctx *c, const tj_kernel *k) {
+    const tj_gnode *nd = &c->g->nodes[k->node];
     int64_t nout, K;
     tj_lower_reduce_inline(c->g, nd, &nout, &K);
-    LLVMValueRef idx = cint(c, id);
+    LLVMValueRef idx = cint(c, k->node);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
-    tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),
-                    buf_ptr(c, id), scratch, nout, K);
+    if (k->finishes)       /* at most TJ_REDUCE_BLOCK of them (kernels.c): no scratch needed */
+        tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, scratch, buf_ptr(c, k->node), NULL, 1,
+                        (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+    else
+        tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),
+                        buf_ptr(c, k->node), scratch, nout, K);
 }
 
 static void lower_call(lctx *c, int id) {
@@ -378,8 +466,8 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         c.calls = LLVMGetParam(c.fn, 1);
         LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
         switch (tj_kernel_kind_of(g, nd)) {
-        case TJ_KERNEL_LOOP: lower_loop(&c, k, stored); break;
-        case TJ_KERNEL_REDUCE: lower_reduce(&c, k->node); break;
+        case TJ_KERNEL_LOOP: (k->absorbs >= 0 ? lower_loop_reduce : lower_loop)(&c, k, stored); break;
+        case TJ_KERNEL_REDUCE: lower_reduce(&c, k); break;
         case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k->node); break;
         case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;
         case TJ_KERNEL_CALL: lower_call(&c, k->node); break;

@@ -116,6 +116,8 @@ static void loop_end(const rctx *r, const loop *l, const char *exit_name)
     LLVMPositionBuilderAtEnd(r->b, exit);
 }
 
+static LLVMValueRef tree(const rctx *r, LLVMValueRef acc);
+
 /* TJ_REDUCE_BLOCK_FN on p[0..n), 0 <= n <= TJ_REDUCE_BLOCK: returns the block's value. */
 static LLVMValueRef emit_block(const rctx *r, LLVMValueRef p, int64_t n)
 {
@@ -165,8 +167,14 @@ static LLVMValueRef emit_block(const rctx *r, LLVMValueRef p, int64_t n)
         acc = LLVMBuildShuffleVector(b, acc, c, LLVMConstVector(e, L), "red.tail");
     }
 
-    /* for (w = 8; w >= 1; w /= 2) acc[l] = COMBINE(acc[l], acc[l + w]), l < w */
-    for (int w = L / 2; w >= 2; w /= 2) {   /* acc: <2w x T> -> <w x T> */
+    return tree(r, acc);
+}
+
+/* for (w = 8; w >= 1; w /= 2) acc[l] = COMBINE(acc[l], acc[l + w]), l < w: acc[0] */
+static LLVMValueRef tree(const rctx *r, LLVMValueRef acc)
+{
+    LLVMBuilderRef b = r->b;
+    for (int w = TJ_REDUCE_LANES / 2; w >= 2; w /= 2) {   /* acc: <2w x T> -> <w x T> */
         LLVMValueRef none = LLVMGetPoison(LLVMTypeOf(acc));
         LLVMValueRef lo = LLVMBuildShuffleVector(b, acc, none, mask_range(r, 0, w), "");
         LLVMValueRef hi = LLVMBuildShuffleVector(b, acc, none, mask_range(r, w, w), "");
@@ -220,13 +228,8 @@ static void emit_output(const rctx *r, LLVMValueRef xo, LLVMValueRef yo, LLVMVal
     store(r, emit_block(r, scratch, n), yo);
 }
 
-void tj_lower_reduce(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, bool is_max, tj_dtype dt,
-                     LLVMValueRef x, LLVMValueRef y, LLVMValueRef scratch, int64_t nout, int64_t K)
+static rctx rctx_for(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, bool is_max, tj_dtype dt)
 {
-    assert(m && b && fn && x && y && nout >= 0 && K >= 0);
-    assert(K <= TJ_REDUCE_BLOCK || scratch);
-    if (nout == 0)
-        return;
     rctx r = {.ctx = LLVMGetModuleContext(m), .b = b, .fn = fn, .is_max = is_max};
     r.i32 = LLVMInt32TypeInContext(r.ctx);
     r.i64 = LLVMInt64TypeInContext(r.ctx);
@@ -239,6 +242,36 @@ void tj_lower_reduce(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, bool is
     r.vt = LLVMVectorType(r.et, TJ_REDUCE_LANES);
     r.pet = LLVMPointerType(r.et, 0);
     r.pvt = LLVMPointerType(r.vt, 0);
+    return r;
+}
+
+LLVMValueRef tj_lower_reduce_identity(LLVMModuleRef m, bool is_max, tj_dtype dt)
+{
+    rctx r = rctx_for(m, NULL, NULL, is_max, dt);
+    return identity_vec(&r);
+}
+
+LLVMValueRef tj_lower_reduce_combine(LLVMModuleRef m, LLVMBuilderRef b, bool is_max, tj_dtype dt, LLVMValueRef a,
+                                     LLVMValueRef v)
+{
+    rctx r = rctx_for(m, b, NULL, is_max, dt);
+    return combine(&r, a, v);
+}
+
+LLVMValueRef tj_lower_reduce_tree(LLVMModuleRef m, LLVMBuilderRef b, bool is_max, tj_dtype dt, LLVMValueRef acc)
+{
+    rctx r = rctx_for(m, b, NULL, is_max, dt);
+    return tree(&r, acc);
+}
+
+void tj_lower_reduce(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, bool is_max, tj_dtype dt,
+                     LLVMValueRef x, LLVMValueRef y, LLVMValueRef scratch, int64_t nout, int64_t K)
+{
+    assert(m && b && fn && x && y && nout >= 0 && K >= 0);
+    assert(K <= TJ_REDUCE_BLOCK || scratch);
+    if (nout == 0)
+        return;
+    rctx r = rctx_for(m, b, fn, is_max, dt);
     /* typed pointers (LLVM 14): view the buffers as T*; with opaque pointers these are no-ops */
     x = LLVMBuildBitCast(b, x, r.pet, "");
     y = LLVMBuildBitCast(b, y, r.pet, "");

@@ -24,4 +24,12 @@
 void tj_lower_reduce(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, bool is_max, tj_dtype dt,
                      LLVMValueRef x, LLVMValueRef y, LLVMValueRef scratch, int64_t nout, int64_t K);
 
+/* The same rule in pieces, for a loop that computes the reduced values itself (lower.c):
+ * the <16 x T> accumulator's start, lane-wise COMBINE(a, v) (vectors or scalars), and the
+ * block's value from a full accumulator (the fixed tree). */
+LLVMValueRef tj_lower_reduce_identity(LLVMModuleRef m, bool is_max, tj_dtype dt);
+LLVMValueRef tj_lower_reduce_combine(LLVMModuleRef m, LLVMBuilderRef b, bool is_max, tj_dtype dt, LLVMValueRef a,
+                                     LLVMValueRef v);
+LLVMValueRef tj_lower_reduce_tree(LLVMModuleRef m, LLVMBuilderRef b, bool is_max, tj_dtype dt, LLVMValueRef acc);
+
 #endif

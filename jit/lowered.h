@@ -26,6 +26,12 @@ typedef struct tj_kernel {
     int64_t range, grain;
     int nops;                /* nodes it computes, in order: ops[0..nops) */
     int ops[TJ_GROUP_MAX];
+    /* A full sum or max of one of a loop's values is computed in the loop: the loop
+     * (absorbs: the reduction's node, else -1) writes the value of each block of
+     * TJ_REDUCE_BLOCK elements to the reduction's scratch, and the reduction's own kernel,
+     * next in order, combines the block values (finishes). */
+    int absorbs;
+    bool finishes;
     const char *ends;        /* why the group ends where it does (fused loops) */
     char name[64];
     tj_kernel_fn fn;
@@ -49,7 +55,8 @@ typedef enum {
 tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 
 /* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
- * runs of consecutive elementwise nodes of one shape fuse into one loop; a transpose read
+ * runs of consecutive elementwise nodes of one shape fuse into one loop, which may absorb
+ * a full reduction of one of its values that follows (tj_kernel.absorbs); a transpose read
  * only by small matmuls (which read its input in place) has no kernel; every other node
  * is a kernel of its own. stored[i]: node i's value is written to its buffer (a fused
  * value used only inside its loop, or such a transpose, is not). 0 or OOM. */
