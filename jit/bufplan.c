@@ -15,17 +15,50 @@ static bool has_value(const tj_graph *g, const bool *live, const bool *stored, i
     return live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd) && (!stored || stored[i]);
 }
 
-/* Kernel k reads node x: x's buffer, or for a value without one (a view, a value kept in
- * registers, a transpose read in place) the buffers it is made from. */
+/* Kernel k reads node x: x's buffer (or input, state, constant), or for a value without
+ * one (a view, a value kept in registers, a transpose read in place) what it is made from. */
 static void mark_read(const tj_graph *g, const bool *live, const bool *stored, int *last, int x, int k) {
     x = tj_graph_resolve(g, x);
     const tj_gnode *nd = &g->nodes[x];
-    if (nd->kind != TJ_N_OP) return;
-    if (has_value(g, live, stored, x)) {
+    if (nd->kind != TJ_N_OP || has_value(g, live, stored, x)) {
         if (last[x] < k) last[x] = k;
         return;
     }
     for (int q = 0; q < nd->nin; q++) mark_read(g, live, stored, last, nd->in[q], k);
+}
+
+/* Kernel k cannot fail: a call of an eager kernel that checks nothing and allocates
+ * nothing, or generated code. A step whose kernels all cannot fail may write variables
+ * in place: a failed step must leave them as they were. */
+static bool cannot_fail(const tj_graph *g, const tj_kernel *k) {
+    const tj_gnode *nd = &g->nodes[k->node];
+    if (tj_kernel_kind_of(g, nd) != TJ_KERNEL_CALL) return true;
+    switch (nd->op) {
+    case TJ_OP_TRANSPOSE: case TJ_OP_POW: case TJ_OP_RAND_UNIFORM: case TJ_OP_RAND_NORMAL: return true;
+    case TJ_OP_SUM: case TJ_OP_MAX:      /* one block per output: no scratch to allocate */
+        return g->nodes[tj_graph_resolve(g, nd->in[0])].numel <= TJ_REDUCE_BLOCK * (nd->numel ? nd->numel : 1);
+    default: return false;
+    }
+}
+
+/* Write w can go straight into its variable's storage: a loop computes it (element i is
+ * written after element i is read), no later kernel reads the variable's old value, that
+ * loop reads it only elementwise (the same shape), and the value is no output and has no
+ * other write, nor the variable. */
+static bool in_place(const tj_graph *g, const int *first, const int *last, int w) {
+    int n = tj_graph_resolve(g, g->writes[w].node);
+    const tj_gnode *nd = &g->nodes[n];
+    if (nd->kind != TJ_N_OP || first[n] < 0 || tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP) return false;
+    for (int i = 0; i < g->nout; i++)
+        if (tj_graph_resolve(g, g->outputs[i]) == n) return false;
+    for (int v = 0; v < g->nwrites; v++)
+        if (v != w && (g->writes[v].var == g->writes[w].var || tj_graph_resolve(g, g->writes[v].node) == n)) return false;
+    for (int s = 0; s < g->n; s++) {
+        const tj_gnode *st = &g->nodes[s];
+        if (st->kind != TJ_N_STATE || st->var != g->writes[w].var || last[s] < 0) continue;
+        if (last[s] > first[n] || (last[s] == first[n] && !tj_shape_equal(&st->shape, &nd->shape))) return false;
+    }
+    return true;
 }
 
 static int by_size(const void *a, const void *b) {
@@ -58,7 +91,7 @@ static int64_t place(buf *bs, int n, const buf **clash) {
 }
 
 int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, bool share,
-                   int64_t *off, int64_t *scratch, size_t *bytes) {
+                   int64_t *off, int64_t *scratch, bool *inplace, size_t *bytes) {
     int n = g->n, nk = low->kernels, nb = 0;
     size_t cap = (size_t)(2 * n + 1);
     int *first = tj_mem_alloc(sizeof(int) * cap);
@@ -79,9 +112,15 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
             for (int q = 0; q < g->nodes[id].nin; q++) mark_read(g, live, low->stored, last, g->nodes[id].in[q], k);
         }
     for (int i = 0; i < g->nout; i++) mark_read(g, live, low->stored, last, g->outputs[i], nk);   /* copied out */
+    bool safe = share;
+    for (int k = 0; k < nk; k++) safe = safe && cannot_fail(g, &low->kernel[k]);
+    for (int w = 0; w < g->nwrites; w++) {      /* before the writes' own reads (below) */
+        inplace[w] = safe && in_place(g, first, last, w);
+        if (inplace[w]) first[tj_graph_resolve(g, g->writes[w].node)] = -2;   /* no buffer */
+    }
     for (int i = 0; i < g->nwrites; i++) mark_read(g, live, low->stored, last, g->writes[i].node, nk);
     for (int i = 0; i < n; i++) {
-        if (!has_value(g, live, low->stored, i)) continue;
+        if (!has_value(g, live, low->stored, i) || first[i] == -2) continue;
         if (first[i] < 0) { first[i] = 0; last[i] = nk; }    /* in no kernel: the whole step */
         const tj_gnode *nd = &g->nodes[i];
         bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};

@@ -110,6 +110,7 @@ typedef struct sig {
     int nrec_in;
     int *point, npoint;       /* nodes whose data changes per call: inputs, state, aliases */
     int *draws, ndraws;       /* random nodes, live or not (eager draws them all) */
+    bool *inplace;            /* per state write: straight into the variable (bufplan.c) */
     char *arena;              /* the buffers (bufplan.c) */
     size_t arena_bytes;
     bool shared;              /* planned by liveness, else each buffer its own (check mode) */
@@ -204,6 +205,7 @@ static void sig_free(sig *s) {
     tj_mem_free(s->rec_in, sizeof(tensor *) * (size_t)s->nrec_in);
     tj_mem_free(s->point, sizeof(int) * (size_t)n);
     tj_mem_free(s->draws, sizeof(int) * (size_t)n);
+    if (s->g) tj_mem_free(s->inplace, sizeof(bool) * (size_t)(s->g->nwrites ? s->g->nwrites : 1));
     tj_mem_free(s->arena, s->arena_bytes);
     tj_graph_free(s->g);
     tj_mem_free(s, sizeof *s);
@@ -257,7 +259,8 @@ static int sig_bind(sig *s) {
     int n = g->n;
     if (!(s->desc = tj_mem_calloc(sizeof(tensor) * (size_t)n)) || !(s->bufs = tj_mem_calloc(sizeof(void *) * (size_t)n)) ||
         !(s->calls = tj_mem_calloc(sizeof(void *) * (size_t)n)) || !(s->recs = tj_mem_calloc(sizeof(jit_call) * (size_t)n)) ||
-        !(s->point = tj_mem_alloc(sizeof(int) * (size_t)n)) || !(s->draws = tj_mem_alloc(sizeof(int) * (size_t)n)))
+        !(s->point = tj_mem_alloc(sizeof(int) * (size_t)n)) || !(s->draws = tj_mem_alloc(sizeof(int) * (size_t)n)) ||
+        !(s->inplace = tj_mem_calloc(sizeof(bool) * (size_t)(g->nwrites ? g->nwrites : 1))))
         return TJ_ERR_OOM;
     for (int i = 0; i < n; i++) {
         tj_gnode *nd = &g->nodes[i];
@@ -290,7 +293,7 @@ static int sig_layout(sig *s, bool share) {
     int n = s->g->n;
     size_t bytes, nb = sizeof(int64_t) * (size_t)n;
     int64_t *off = tj_mem_alloc(nb), *scratch = tj_mem_alloc(nb);
-    int rc = off && scratch ? tj_buffer_plan(s->g, s->live, &s->low, share, off, scratch, &bytes) : TJ_ERR_OOM;
+    int rc = off && scratch ? tj_buffer_plan(s->g, s->live, &s->low, share, off, scratch, s->inplace, &bytes) : TJ_ERR_OOM;
     char *arena = rc ? NULL : tj_mem_alloc(bytes + 64);
     if (!rc && !arena) rc = TJ_ERR_OOM;
     if (!rc) {
@@ -350,7 +353,21 @@ static int sig_compile(tj_function *f, sig *s) {
     return 0;
 }
 
-/* Points every node's header and bufs[] at this call's data. */
+/* The variables written in place get storage of their own (a tape's snapshot or a view
+ * keeps the old one), and their new values' nodes point at it. 0 or OOM. */
+static int point_inplace(sig *s) {
+    tj_graph *g = s->g;
+    for (int w = 0; w < g->nwrites; w++) {
+        if (!s->inplace[w]) continue;
+        tensor *v = g->writes[w].var;
+        int rc = tj_variable_write_prepare(v, true), n = tj_graph_resolve(g, g->writes[w].node);
+        if (rc) return rc;
+        s->bufs[n] = s->desc[n].data = v->data;
+    }
+    return 0;
+}
+
+/* Points the headers and bufs[] of inputs, state and aliases at this call's data. */
 static void sig_point(sig *s, tensor *const *in) {
     tj_graph *g = s->g;
     for (int k = 0; k < s->npoint; k++) {
@@ -387,6 +404,8 @@ static void run_kernel(sig *s, const tj_kernel *k) {
 /* Runs the compiled step: outputs into out[] (new tensors in this scope), state writes. */
 static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
     tj_graph *g = s->g;
+    int rc = point_inplace(s);
+    if (rc) return rc;
     sig_point(s, in);
     tj_thread *th = tj_thread_state();
     for (int k = 0; k < s->ndraws; k++) {      /* every draw eager would make, in its order */
@@ -418,11 +437,9 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
         memcpy(t->data, s->desc[id].data, (size_t)t->numel * tj_dtype_size(t->dtype));
         out[i] = tj_handle(t);
     }
-    for (int i = 0; i < g->nwrites; i++) {
-        int rc = tj_variable_write(g->writes[i].var, s->desc[tj_graph_resolve(g, g->writes[i].node)].data);
-        if (rc) return rc;
-    }
-    return 0;
+    for (int i = 0; i < g->nwrites && !rc; i++)
+        if (!s->inplace[i]) rc = tj_variable_write(g->writes[i].var, s->desc[tj_graph_resolve(g, g->writes[i].node)].data);
+    return rc;
 }
 #endif
 

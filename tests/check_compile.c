@@ -271,6 +271,72 @@ START_TEST(test_compiled_call_allocates_only_its_outputs) {
 }
 END_TEST
 
+/* ---- state written in place ------------------------------------------------------------------- */
+
+/* v = v * 0.5 + x, elementwise: the new value can go straight into v's storage. */
+static int halve_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)n_in; (void)n_out;
+    tj_tensor *v = user;
+    int rc = tj_assign(v, tj_add(tj_mul(v, tj_scalar(0.5f)), in[0]));
+    out[0] = tj_sum(v, 0, NULL, false);
+    return rc;
+}
+
+START_TEST(test_state_written_in_place_keeps_old_values_for_others) {
+    tj_tensor *v = tj_variable(tj_full(TJ_F32, TJ_SHAPE(4096), 4.0), "v");
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(4096)), *y;
+    tj_function *f = tj_function_new("halve", halve_step, v);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);       /* traced: v = 3 */
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);       /* compiled: v = 2.5 */
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    ck_assert_msg(st.arena_bytes < 4096 * 4, "arena %zu bytes: the new value was not written in place", st.arena_bytes);
+    /* a tape that read v, and a view of v, keep the value they saw */
+    tj_tape *tape = tj_tape_begin(0);
+    tj_tensor *sq = tj_mul(v, v), *view = tj_reshape(v, TJ_SHAPE(64, 64)), *g;
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);       /* v = 2.25 */
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_double_eq(tu_get(v, 4095), 2.25);
+    ck_assert_double_eq(tu_get(view, 0), 2.5);
+    ck_assert_int_eq(tj_tape_gradient(tape, sq, 1, &v, &g), 0);
+    ck_assert_double_eq(tu_get(g, 7), 5.0);                        /* 2 v, v as the tape saw it */
+    tj_tape_free(tape);
+    ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &y), 0);       /* nothing shares v now */
+    ck_assert_double_eq(tu_get(v, 0), 2.125);
+    ck_assert_double_eq(tu_get(view, 4095), 2.5);
+    tj_function_free(f);
+    tj_variable_free(v);
+}
+END_TEST
+
+/* A step that can fail (a gather checks its indices) writes its state only on success. */
+static int gather_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)n_in; (void)n_out;
+    tj_tensor *v = user;
+    int rc = tj_assign(v, tj_add(v, tj_scalar(1)));
+    out[0] = tj_gather(in[0], in[1], 0);
+    return rc ? rc : tj_error_code();
+}
+
+START_TEST(test_failed_step_leaves_state_alone) {
+    tj_tensor *v = tj_variable(tj_zeros(TJ_F32, TJ_SHAPE(1000)), "v");
+    tj_tensor *x = tj_ones(TJ_F32, TJ_SHAPE(5)), *y;
+    int32_t good[2] = {0, 4}, bad[2] = {0, 5};
+    tj_tensor *in[2] = {x, tj_tensor_from(TJ_I32, TJ_SHAPE(2), good)};
+    tj_function *f = tj_function_new("gather", gather_step, v);
+    ck_assert_int_eq(tj_function_call(f, 2, in, 1, &y), 0);
+    ck_assert_int_eq(tj_function_call(f, 2, in, 1, &y), 0);
+    ck_assert_double_eq(tu_get(v, 999), 2.0);
+    in[1] = tj_tensor_from(TJ_I32, TJ_SHAPE(2), bad);
+    ck_assert_int_ne(tj_function_call(f, 2, in, 1, &y), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_double_eq(tu_get(v, 999), 2.0);
+    tj_clear_error();
+    tj_function_free(f);
+    tj_variable_free(v);
+}
+END_TEST
+
 Suite *compile_suite(void) {
     Suite *s = suite_create("compile");
     TCase *tc = tcase_create("compile");
@@ -284,6 +350,8 @@ Suite *compile_suite(void) {
     tcase_add_test(tc, test_unusable_cache_dir_compiles_anyway);
     tcase_add_test(tc, test_arena_shares_bytes_by_liveness);
     tcase_add_test(tc, test_compiled_call_allocates_only_its_outputs);
+    tcase_add_test(tc, test_state_written_in_place_keeps_old_values_for_others);
+    tcase_add_test(tc, test_failed_step_leaves_state_alone);
     suite_add_tcase(s, tc);
     return s;
 }

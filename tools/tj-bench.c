@@ -142,6 +142,21 @@ static int mlp_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_te
     return tj_error_code();
 }
 
+/* The most bytes one call of f holds: what it allocates at its peak on this thread plus,
+ * compiled, its signature's arena (allocated once, at compile time). */
+static void emit_peak(const char *workload, tj_mode mode, tj_function *f, int n_in, tj_tensor *const *in, int n_out) {
+    tj_tensor *out[8];
+    tj_scope_begin();
+    tj_memory_reset_peak();
+    int64_t before = tj_memory_in_use();
+    int rc = tj_function_call(f, n_in, in, n_out, out);
+    int64_t peak = tj_memory_peak() - before;
+    tj_scope_end();
+    tj_compile_stats st;
+    if (mode == TJ_MODE_JIT && tj_function_compile_stats(f, &st) == 0) peak += (int64_t)st.arena_bytes;
+    if (!rc) emit(workload, mode == TJ_MODE_JIT ? "jit" : "eager", "peak_bytes", (double)peak, "bytes");
+}
+
 /* ---- data ------------------------------------------------------------------------------------ */
 
 #ifndef TJ_DATA_DIR
@@ -226,6 +241,7 @@ static int train_bench(const char *name, tj_mode mode, int warm, int steps, bool
     double med = median(ts, steps);
     emit(name, mname, "step_time", us ? med / 1e3 : med / 1e6, us ? "us" : "ms");
     if (!us) emit(name, mname, "samples_per_s", 128.0 / (med * 1e-9), "samples/s");
+    emit_peak(name, mode, f, 2, (tj_tensor *[]){bs.x[0], bs.y[0]}, 1);
     free(ts);
     tj_function_free(f);
     mlp_free(&net);
@@ -266,6 +282,7 @@ static int w3(tj_mode mode, int reps) {
         tj_scope_end();
     }
     if (!rc) emit("w3", mode == TJ_MODE_JIT ? "jit" : "eager", "fwd_bwd_time", median(ts, reps) / 1e6, "ms");
+    if (!rc) emit_peak("w3", mode, f, 3, in, 4);
     free(ts);
     tj_function_free(f);
     tj_scope_end();

@@ -77,6 +77,9 @@ tensor *tj_tensor_view(tensor *t, const tj_shape *shape);
 /* Writes data (numel values of v's dtype) into variable v as tj_assign does: drops the
  * read snapshot and copies on write when v's storage is shared. 0 or OOM. */
 int     tj_variable_write(tensor *v, const void *data);
+/* The first half of that, for code that then writes v->data in place: afterwards v's
+ * storage is its own (its value kept when keep). 0 or OOM. */
+int     tj_variable_write_prepare(tensor *v, bool keep);
 /* The variable's current read snapshot (owned by v), NULL on OOM. */
 tensor *tj_variable_snapshot(tensor *v);
 /* Replaces variable v's name with a copy of name; 0 or OOM (v keeps its old name). */

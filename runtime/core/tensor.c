@@ -417,19 +417,25 @@ int tj_assign(tj_tensor *var_h, tj_tensor *value_h) {
     return thread_state.trace ? thread_state.trace->assign(thread_state.tracer, v, x) : 0;
 }
 
-int tj_variable_write(tensor *v, const void *data) {
+int tj_variable_write_prepare(tensor *v, bool keep) {
     drop_snapshot(v);               /* records of earlier reads keep the old storage */
     size_t bytes = (size_t)v->numel * tj_dtype_size(v->dtype);
     if (v->st->refs > 1) {          /* a view still shows the old value: copy on write */
         storage *st = storage_new(0, bytes);
         if (!st) return TJ_ERR_OOM;
+        if (keep) memcpy((char *)st + STORAGE_HDR, v->data, bytes);
         storage_unref(v->st);
         v->st = st;
         st->refs = 1;
         v->data = (char *)st + STORAGE_HDR;
     }
-    memmove(v->data, data, bytes);
     return 0;
+}
+
+int tj_variable_write(tensor *v, const void *data) {
+    int rc = tj_variable_write_prepare(v, false);
+    if (!rc) memmove(v->data, data, (size_t)v->numel * tj_dtype_size(v->dtype));
+    return rc;
 }
 
 void tj_variable_free(tj_tensor *h) {
