@@ -239,13 +239,13 @@ static int assign(tensor *var, tensor *value) {
 
 /* ---- Adam in one pass, when nothing traces ----------------------------------------------
  * The same operations on every element, in the same order, as the ops of update() below
- * (so the same bits: tests/check_optim.c compares the two), in one pass over the
- * variable instead of ten, each writing a new tensor: W2's eager step spent more time in
- * Adam's memory traffic than in its matmuls. A trace needs the ops, so it gets them. */
+ * (so the same bits: the 100-step training tests compare eager with compiled, which runs
+ * the ops), in one pass that updates w, m and v in place, instead of ten ops each writing
+ * a new tensor and three copies into the variables. A trace needs the ops, so it gets them. */
 typedef struct adam_job {
     int64_t n;
-    const void *w, *g, *m, *v;
-    void *nw, *nm, *nv;
+    void *w, *m, *v;
+    const void *g;
     double k1, k2, eps, lr;     /* 1 - beta1, 1 - beta2, epsilon, lr_t: rounded to T in use */
 } adam_job;
 
@@ -253,33 +253,33 @@ typedef struct adam_job {
 #define ADAM_PASS(name, T, SQRT)                                                              \
     static void name(void *ctx, int64_t c) {                                                  \
         const adam_job *j = ctx;                                                              \
-        const T *w = j->w, *g = j->g, *m = j->m, *v = j->v;                                   \
-        T *nw = j->nw, *nm = j->nm, *nv = j->nv;                                              \
+        T *w = j->w, *m = j->m, *v = j->v;                                                    \
+        const T *g = j->g;                                                                    \
         const T k1 = (T)j->k1, k2 = (T)j->k2, eps = (T)j->eps, lr = (T)j->lr;                 \
         int64_t i1 = (c + 1) * ADAM_CHUNK < j->n ? (c + 1) * ADAM_CHUNK : j->n;               \
         for (int64_t i = c * ADAM_CHUNK; i < i1; i++) {                                       \
             T mi = m[i] + (g[i] - m[i]) * k1;                                                 \
             T vi = v[i] + (g[i] * g[i] - v[i]) * k2;                                          \
-            nm[i] = mi;                                                                       \
-            nv[i] = vi;                                                                       \
-            nw[i] = w[i] - mi * lr / (SQRT(vi) + eps);                                        \
+            m[i] = mi;                                                                        \
+            v[i] = vi;                                                                        \
+            w[i] = w[i] - mi * lr / (SQRT(vi) + eps);                                         \
         }                                                                                     \
     }
 ADAM_PASS(adam_f32, float, sqrtf)
 ADAM_PASS(adam_f64, double, sqrt)
 
 static int adam_fused(const tj_optimizer *o, tensor *w, tensor *g, tensor *const *s, tensor *lr) {
-    tensor *nw = lr ? tj_tensor_new(w->dtype, &w->shape) : NULL;
-    tensor *nm = nw ? tj_tensor_new(w->dtype, &w->shape) : NULL, *nv = nm ? tj_tensor_new(w->dtype, &w->shape) : NULL;
-    if (!nv) return failed();
+    int rc;
+    if (!lr) return failed();
+    /* storage of their own, values kept (a tape's snapshot or a view keeps the old one) */
+    if ((rc = tj_variable_write_prepare(w, true)) || (rc = tj_variable_write_prepare(s[0], true)) ||
+        (rc = tj_variable_write_prepare(s[1], true)))
+        return rc;
     bool f32 = w->dtype == TJ_F32;
-    adam_job j = {w->numel, w->data, g->data, s[0]->data, s[1]->data, nw->data, nm->data, nv->data,
-                  1 - o->beta1, 1 - o->beta2, o->epsilon,
+    adam_job j = {w->numel, w->data, s[0]->data, s[1]->data, g->data, 1 - o->beta1, 1 - o->beta2, o->epsilon,
                   f32 ? *(const float *)lr->data : *(const double *)lr->data};
     tj_parallel_for((w->numel + ADAM_CHUNK - 1) / ADAM_CHUNK, f32 ? adam_f32 : adam_f64, &j);
-    int rc;
-    if ((rc = assign(s[0], nm)) || (rc = assign(s[1], nv))) return rc;
-    return assign(w, nw);
+    return 0;
 }
 
 /* One variable w with gradient g and slots s[], lr the step size in w's dtype (rank 0). */
