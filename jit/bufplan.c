@@ -125,9 +125,8 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
         const tj_gnode *nd = &g->nodes[i];
         bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};
         int64_t nout, K;
-        /* block values, while its kernel runs (and the loop before it, which fills them
-         * when the reduction finishes that loop's work) */
-        int from = first[i] > 0 && low->kernel[first[i]].finishes ? first[i] - 1 : first[i];
+        /* block values, while its kernel runs (from the loop that fills them, if one does) */
+        int from = first[i] < nk && low->kernel[first[i]].from_loop >= 0 ? low->kernel[first[i]].from_loop : first[i];
         if (tj_lower_reduce_inline(g, nd, &nout, &K))
             bs[nb++] = (buf){i, true, round64((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * (int64_t)tj_dtype_size(nd->dtype)),
                              0, from, first[i]};

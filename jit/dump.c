@@ -695,9 +695,9 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                 for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
                 sb_puts(b, "]");
             }
-            if (k->absorbs >= 0)
-                sb_printf(b, "; also the block values of %%%d = %s(%%%d), blocks of %d", k->absorbs,
-                          tj_ops[g->nodes[k->absorbs].op]->name, tj_graph_resolve(g, g->nodes[k->absorbs].in[0]),
+            for (int r = 0; r < k->nreduced; r++)
+                sb_printf(b, "; also the block values of %%%d = %s(%%%d), blocks of %d", k->reduced[r],
+                          tj_ops[g->nodes[k->reduced[r]].op]->name, tj_graph_resolve(g, g->nodes[k->reduced[r]].in[0]),
                           TJ_REDUCE_BLOCK);
             break;
         }
@@ -705,8 +705,8 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             int64_t nout = 0, K = 0;
             tj_lower_reduce_inline(g, nd, &nout, &K);
             sb_printf(b, "%lld output%s x %lld values", (long long)nout, plural(nout), (long long)K);
-            if (k->finishes)
-                sb_printf(b, "; the loop before computed its %lld block values: this combines them",
+            if (k->from_loop >= 0)
+                sb_printf(b, "; %s computed its %lld block values: this combines them", low->kernel[k->from_loop].name,
                           (long long)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK));
             break;
         }
@@ -747,7 +747,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             tj_kernel_small_matmul(g, nd, &mm);
             in_ids[nin++] = mm.a;
             in_ids[nin++] = mm.b;
-        } else {
+        } else if (k->from_loop < 0) {
             for (int q = 0; q < nd->nin && nin < TJ_GROUP_MAX_IN; q++) in_ids[nin++] = tj_graph_resolve(g, nd->in[q]);
         }
         sb_puts(b, "\n  inputs   ");
@@ -757,7 +757,13 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             sb_io(b, g, in_ids[q]);
             rd += node_bytes(&g->nodes[in_ids[q]]);
         }
-        if (nin == 0) sb_puts(b, "(none)");
+        if (k->from_loop >= 0) {       /* the block values the loop left */
+            int64_t nb = (x->numel + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+            sb_printf(b, "%lld block values of %%%d", (long long)nb, tj_graph_resolve(g, nd->in[0]));
+            rd += nb * (int64_t)tj_dtype_size(nd->dtype);
+        } else if (nin == 0) {
+            sb_puts(b, "(none)");
+        }
         sb_puts(b, "\n  output   ");
         bool any = false;
         for (int m = 0; m < k->nops; m++) {
@@ -769,6 +775,8 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             wr += node_bytes(&g->nodes[id]);
             any = true;
         }
+        for (int r = 0; r < k->nreduced; r++) fl += node_flops(g, &g->nodes[k->reduced[r]]);   /* done here */
+        if (k->from_loop >= 0) fl = (x->numel + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;   /* block values only */
         if (k->nops > 1) sb_printf(b, "  (%d of %d values stored; the rest stay in registers)", count_stored(low, k), k->nops);
         sb_puts(b, "\n");
         for (int m = 0; m < k->nops; m++)

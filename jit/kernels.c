@@ -95,15 +95,6 @@ void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e)
     e->nd = n;
 }
 
-/* Outside values a fused loop reads if node id joins it (it must stay <= the maximum). */
-static int inputs_with(const tj_graph *g, const tj_kernel *k, int id) {
-    tj_kernel t = *k;
-    t.ops[t.nops++] = id;
-    tj_loop_dims e;
-    tj_kernel_loop_dims(g, &t, &e);
-    return e.nin;
-}
-
 static bool kernel_node(const tj_graph *g, const bool *live, const bool *folded, int i) {
     const tj_gnode *nd = &g->nodes[i];
     return live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !tj_lower_is_view(nd) && !folded[i];
@@ -145,12 +136,13 @@ static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
     }
 }
 
-/* Whether the open loop can compute reduction nd: a full sum or max (one output) of a
+/* Whether the open loop can compute reduction nd too: a full sum or max (one output) of a
  * value of the loop, which runs over one dimension (so its pieces are whole blocks), with
  * at most a block of block values to finish. */
 static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode *nd) {
     int64_t nout, K;
-    if (!tj_lower_reduce_inline(g, nd, &nout, &K) || nout != 1 || K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
+    if (open->nreduced == TJ_LOOP_REDUCE_MAX || !tj_lower_reduce_inline(g, nd, &nout, &K) || nout != 1 || K < 1 ||
+        K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
         return false;
     if (member(open, tj_graph_resolve(g, nd->in[0])) < 0) return false;
     tj_loop_dims e;
@@ -158,7 +150,33 @@ static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode 
     return e.nd == 1;
 }
 
-/* The kernels in order: fused runs of elementwise ops, every other kernel node alone. */
+/* Whether elementwise node i can join the open loop; if not, *why says why (the loop
+ * ends there). A loop that computes reductions takes no op that reads one, and stays one-
+ * dimensional. */
+static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **why) {
+    const tj_gnode *nd = &g->nodes[i];
+    *why = "the next elementwise op has another shape";
+    if (!tj_shape_equal(&g->nodes[open->node].shape, &nd->shape)) return false;
+    *why = "the loop holds the most ops it may";
+    if (open->nops == TJ_GROUP_MAX) return false;
+    tj_kernel t = *open;
+    t.ops[t.nops++] = i;
+    tj_loop_dims e;
+    tj_kernel_loop_dims(g, &t, &e);
+    *why = "the loop reads the most inputs it may";
+    if (e.nin > TJ_GROUP_MAX_IN) return false;
+    if (open->nreduced == 0) return true;
+    *why = "the next op reads a reduction the loop computes";
+    for (int q = 0; q < nd->nin; q++)
+        for (int r = 0; r < open->nreduced; r++)
+            if (tj_graph_resolve(g, nd->in[q]) == open->reduced[r]) return false;
+    *why = "the next op would make the reducing loop two-dimensional";
+    return e.nd == 1;
+}
+
+/* The kernels in order: fused runs of elementwise ops, every other kernel node alone. A
+ * loop that computes a reduction stays open past it: the reduction's kernel, which only
+ * combines block values, runs after the whole loop. */
 static int group(const tj_graph *g, const bool *live, const bool *folded, tj_kernel *ks) {
     int nk = 0;
     tj_kernel *open = NULL;                        /* the fused loop that may grow */
@@ -173,30 +191,25 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
         }
         tj_kernel_kind kind = tj_kernel_kind_of(g, nd);
         bool loop = kind == TJ_KERNEL_LOOP;
-        if (open && loop) {
-            const tj_gnode *first = &g->nodes[open->node];
-            if (!tj_shape_equal(&first->shape, &nd->shape)) open->ends = "the next elementwise op has another shape";
-            else if (open->nops == TJ_GROUP_MAX) open->ends = "the loop holds the most ops it may";
-            else if (inputs_with(g, open, i) > TJ_GROUP_MAX_IN) open->ends = "the loop reads the most inputs it may";
-            else {
-                open->ops[open->nops++] = i;
-                continue;
-            }
-        } else if (open) {
-            open->ends = ends_before(kind);
+        const char *why = NULL;
+        if (open && loop && joins(g, open, i, &why)) {
+            open->ops[open->nops++] = i;
+            continue;
         }
+        bool absorb = open && !loop && absorbable(g, open, nd);
+        if (open && !absorb) open->ends = why ? why : ends_before(kind);
         tj_kernel *k = &ks[nk++];
         k->node = i;
         k->nops = 1;
         k->ops[0] = i;
         k->ends = loop ? "the step ends" : NULL;
-        k->absorbs = -1;
-        if (open && !loop && absorbable(g, open, nd)) {
-            open->absorbs = i;
-            open->ends = "a full reduction of one of its values follows: the loop computes its block values";
-            k->finishes = true;
+        k->from_loop = -1;
+        if (absorb) {
+            open->reduced[open->nreduced++] = i;
+            k->from_loop = (int)(open - ks);
+        } else {
+            open = loop ? k : NULL;
         }
-        open = loop ? k : NULL;
     }
     return nk;
 }
@@ -212,7 +225,7 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
     for (int k = 0; k < nk; k++)
         for (int m = 0; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
     for (int k = 0; k < nk; k++)
-        if (ks[k].absorbs >= 0) kernel_of[ks[k].absorbs] = k;     /* reads its input there */
+        for (int r = 0; r < ks[k].nreduced; r++) kernel_of[ks[k].reduced[r]] = k;   /* reads its input there */
     for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
     for (int i = 0; i < g->nwrites; i++) outside[tj_graph_resolve(g, g->writes[i].node)] = true;
     for (int i = 0; i < g->n; i++) {
@@ -224,7 +237,7 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
         }
     }
     for (int k = 0; k < nk; k++)
-        if (ks[k].nops > 1 || ks[k].absorbs >= 0)
+        if (ks[k].nops > 1 || ks[k].nreduced > 0)
             for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
 }
 
@@ -239,7 +252,7 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
         int64_t per_row = e.nd == 1 ? 1 : g->nodes[ks[k].node].numel / e.dim[0];
         ks[k].range = e.dim[0];
         ks[k].grain = per_row >= 16384 ? 1 : (16384 + per_row - 1) / per_row;
-        if (ks[k].absorbs >= 0)    /* pieces of whole blocks (one dimension: per_row is 1) */
+        if (ks[k].nreduced > 0)    /* pieces of whole blocks (one dimension: per_row is 1) */
             ks[k].grain = (ks[k].grain + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * TJ_REDUCE_BLOCK;
     }
 }

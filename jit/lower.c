@@ -306,48 +306,63 @@ static LLVMValueRef entry_slot(lctx *c, LLVMTypeRef t) {
     return slot;
 }
 
-/* A one-dimensional fused loop that also computes a full reduction of one of its values
- * (k->absorbs): over [lo, hi) (whole blocks but the array's last) block by block; within a
- * block, lane l of a <16 x T> accumulator takes the values at l mod 16 in order, as
+/* A one-dimensional fused loop that also computes full reductions of its values
+ * (k->reduced): over [lo, hi) (whole blocks but the array's last) block by block; within
+ * a block, lane l of a <16 x T> accumulator takes the values at l mod 16 in order, as
  * math/reduce.h's rule does, so vectors are 16 lanes whatever the machine's (LLVM splits
  * them); the tail's values go into their lanes one by one. Each block's value (the fixed
  * tree) goes to the reduction's scratch; the reduction's kernel combines them. */
+typedef struct acc { const tj_gnode *red; int in; bool is_max; LLVMTypeRef vt; unsigned align; LLVMValueRef slot, scratch; } acc;
+
 static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
-    const tj_gnode *red = &g->nodes[k->absorbs];
-    bool is_max = red->op == TJ_OP_MAX;
-    int rin = -1, L = TJ_REDUCE_LANES;
-    for (int m = 0; m < k->nops && rin < 0; m++) if (k->ops[m] == tj_graph_resolve(g, red->in[0])) rin = m;
+    const int L = TJ_REDUCE_LANES;
     loopio io;
     loop_io(c, k, stored, L, &io);
     row_start(c, &io);
-    LLVMTypeRef et = elem_type(c, red->dtype), vt = LLVMVectorType(et, (unsigned)L);
-    LLVMValueRef accp = entry_slot(c, vt), idx = cint(c, k->absorbs);
-    LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
+    acc a[TJ_LOOP_REDUCE_MAX];
+    for (int r = 0; r < k->nreduced; r++) {
+        acc *ar = &a[r];
+        ar->red = &g->nodes[k->reduced[r]];
+        ar->is_max = ar->red->op == TJ_OP_MAX;
+        ar->in = -1;
+        for (int m = 0; m < k->nops && ar->in < 0; m++) if (k->ops[m] == tj_graph_resolve(g, ar->red->in[0])) ar->in = m;
+        ar->vt = LLVMVectorType(elem_type(c, ar->red->dtype), (unsigned)L);
+        ar->align = (unsigned)tj_dtype_size(ar->red->dtype);
+        ar->slot = entry_slot(c, ar->vt);
+        LLVMValueRef idx = cint(c, k->reduced[r]);
+        ar->scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
+    }
     LLVMValueRef lo = LLVMGetParam(c->fn, 2), hi = LLVMGetParam(c->fn, 3), val[TJ_GROUP_MAX];
     loop blk = loop_begin(c, lo, hi, "block");
     LLVMValueRef next = LLVMBuildAdd(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
     LLVMValueRef end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, hi, ""), next, hi, "");
     LLVMValueRef vec_end = LLVMBuildSub(c->b, end, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, end, blk.iv, ""), cint(c, L), ""), "");
-    store(c, tj_lower_reduce_identity(c->mod, is_max, red->dtype), accp, (unsigned)tj_dtype_size(red->dtype));
+    for (int r = 0; r < k->nreduced; r++)
+        store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), a[r].slot, a[r].align);
     for (int pass = 0; pass < 2; pass++) {         /* 0: groups of 16, 1: the array's tail */
         bool vec = pass == 0;
         loop l = loop_begin(c, vec ? blk.iv : vec_end, vec ? vec_end : end, vec ? "vec" : "tail");
         elements(c, k, &io, l.iv, vec, val);
-        LLVMValueRef acc = load(c, vt, accp, (unsigned)tj_dtype_size(red->dtype));
-        if (vec) {
-            acc = tj_lower_reduce_combine(c->mod, c->b, is_max, red->dtype, acc, val[rin]);
-        } else {
-            LLVMValueRef lane = LLVMBuildTrunc(c->b, LLVMBuildSub(c->b, l.iv, vec_end, ""), c->i32, "");
-            LLVMValueRef a = LLVMBuildExtractElement(c->b, acc, lane, "");
-            acc = LLVMBuildInsertElement(c->b, acc, tj_lower_reduce_combine(c->mod, c->b, is_max, red->dtype, a, val[rin]), lane, "");
+        LLVMValueRef lane = vec ? NULL : LLVMBuildTrunc(c->b, LLVMBuildSub(c->b, l.iv, vec_end, ""), c->i32, "");
+        for (int r = 0; r < k->nreduced; r++) {
+            LLVMValueRef v = load(c, a[r].vt, a[r].slot, a[r].align);
+            if (vec) {
+                v = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, v, val[a[r].in]);
+            } else {
+                LLVMValueRef x = LLVMBuildExtractElement(c->b, v, lane, "");
+                x = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, x, val[a[r].in]);
+                v = LLVMBuildInsertElement(c->b, v, x, lane, "");
+            }
+            store(c, v, a[r].slot, a[r].align);
         }
-        store(c, acc, accp, (unsigned)tj_dtype_size(red->dtype));
         loop_end(c, &l, cint(c, vec ? L : 1));
     }
-    LLVMValueRef acc = load(c, vt, accp, (unsigned)tj_dtype_size(red->dtype));
-    LLVMValueRef b = LLVMBuildSDiv(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
-    store(c, tj_lower_reduce_tree(c->mod, c->b, is_max, red->dtype, acc), gep(c, et, scratch, b), (unsigned)tj_dtype_size(red->dtype));
+    LLVMValueRef bi = LLVMBuildSDiv(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
+    for (int r = 0; r < k->nreduced; r++) {
+        LLVMValueRef v = tj_lower_reduce_tree(c->mod, c->b, a[r].is_max, a[r].red->dtype, load(c, a[r].vt, a[r].slot, a[r].align));
+        store(c, v, gep(c, elem_type(c, a[r].red->dtype), a[r].scratch, bi), a[r].align);
+    }
     loop_end(c, &blk, cint(c, TJ_REDUCE_BLOCK));
 }
 
@@ -389,7 +404,7 @@ static void lower_reduce(lctx *c, const tj_kernel *k) {
     tj_lower_reduce_inline(c->g, nd, &nout, &K);
     LLVMValueRef idx = cint(c, k->node);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
-    if (k->finishes)       /* at most TJ_REDUCE_BLOCK of them (kernels.c): no scratch needed */
+    if (k->from_loop >= 0)   /* at most TJ_REDUCE_BLOCK of them (kernels.c): no scratch needed */
         tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, scratch, buf_ptr(c, k->node), NULL, 1,
                         (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
     else
@@ -466,7 +481,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         c.calls = LLVMGetParam(c.fn, 1);
         LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
         switch (tj_kernel_kind_of(g, nd)) {
-        case TJ_KERNEL_LOOP: (k->absorbs >= 0 ? lower_loop_reduce : lower_loop)(&c, k, stored); break;
+        case TJ_KERNEL_LOOP: (k->nreduced > 0 ? lower_loop_reduce : lower_loop)(&c, k, stored); break;
         case TJ_KERNEL_REDUCE: lower_reduce(&c, k); break;
         case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k->node); break;
         case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;

@@ -17,6 +17,7 @@ typedef void (*tj_step_fn)(void **bufs, void **calls);
  * reduction, a BLAS call or a call of the op's kernel); step calls them in order. */
 #define TJ_GROUP_MAX 24      /* ops in one fused loop */
 #define TJ_GROUP_MAX_IN 24   /* values a fused loop reads from outside */
+#define TJ_LOOP_REDUCE_MAX 4 /* full reductions a fused loop computes */
 /* A kernel computes rows [lo, hi) of its outermost loop dimension (loops; other kernels
  * ignore the range); range is that dimension's extent, grain the rows per parallel piece. */
 typedef void (*tj_kernel_fn)(void **bufs, void **calls, int64_t lo, int64_t hi);
@@ -26,12 +27,12 @@ typedef struct tj_kernel {
     int64_t range, grain;
     int nops;                /* nodes it computes, in order: ops[0..nops) */
     int ops[TJ_GROUP_MAX];
-    /* A full sum or max of one of a loop's values is computed in the loop: the loop
-     * (absorbs: the reduction's node, else -1) writes the value of each block of
-     * TJ_REDUCE_BLOCK elements to the reduction's scratch, and the reduction's own kernel,
-     * next in order, combines the block values (finishes). */
-    int absorbs;
-    bool finishes;
+    /* Full sums or maxes of a loop's values are computed in the loop: it writes the value
+     * of each block of TJ_REDUCE_BLOCK elements of reduced[0..nreduced) (the reductions'
+     * nodes) to their scratch, and each reduction's own kernel, after the loop, combines
+     * the block values (from_loop: that loop's kernel index, else -1). */
+    int nreduced, reduced[TJ_LOOP_REDUCE_MAX];
+    int from_loop;
     const char *ends;        /* why the group ends where it does (fused loops) */
     char name[64];
     tj_kernel_fn fn;
@@ -56,7 +57,7 @@ tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 
 /* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
  * runs of consecutive elementwise nodes of one shape fuse into one loop, which may absorb
- * a full reduction of one of its values that follows (tj_kernel.absorbs); a transpose read
+ * full reductions of its values that follow (tj_kernel.reduced); a transpose read
  * only by small matmuls (which read its input in place) has no kernel; every other node
  * is a kernel of its own. stored[i]: node i's value is written to its buffer (a fused
  * value used only inside its loop, or such a transpose, is not). 0 or OOM. */
