@@ -116,7 +116,8 @@ static void small_key_create(void) { pthread_key_create(&small_key, small_flush)
 
 static bool small_put(void *p, size_t n) {
     size_t c = small_class(n ? n : 1);
-    if (small.count[c] == SMALL_KEEP) return false;
+    /* a block made by another allocator (one set and reset in between) may be shorter */
+    if (small.count[c] == SMALL_KEEP || malloc_usable_size(p) < (c + 1) * 64) return false;
     if (!small.keyed) {       /* the key's destructor runs at thread exit only if set */
         pthread_once(&small_once, small_key_create);
         pthread_setspecific(small_key, &small);
