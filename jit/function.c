@@ -1,10 +1,12 @@
 /* function.c: tj_function, the user-facing compiled function. Per signature (dtypes and
- * shapes of the inputs, n_out) it traces one eager call, optimises the graph, compiles it
- * (lower.c) and replays it: parameters, state and constants are bound to node buffers,
- * random draws reserve the same generator positions eager would, outputs are copied into
- * the caller's scope and state writes go through tj_variable_write. Check mode runs both
- * ways and names the first node whose bits differ. Without the JIT (TJ_JIT=OFF) or when
- * LLVM fails, calls run eagerly with a one-time warning. */
+ * shapes of the inputs, n_out, call flags) it traces one eager call, then compiles it
+ * (graph passes, lower.c), on a thread of its own by default while calls run eagerly, and
+ * replays it: parameters, state and constants are bound to node buffers, temporaries live
+ * in an arena planned by liveness (bufplan.c), random draws reserve the same generator
+ * positions eager would, outputs are copied into the caller's scope, and state writes go
+ * through tj_variable_write or straight into the variable. Check mode runs both ways and
+ * names the first node whose bits differ. Without the JIT (TJ_JIT=OFF) or when LLVM
+ * fails, calls run eagerly with a one-time warning. */
 #include "graph.h"
 #include "dump.h"
 #include "core/profile.h"
