@@ -4,6 +4,7 @@
  * variables (copy on write), and every error a user can cause in the ops: its code and
  * the text of its message. Every test runs in its own scope (see setup/teardown). */
 #include "testutil.h"
+#include "core/core.h"          /* tj_shape_check, TJ_SCOPE_INLINE */
 
 #include <check.h>
 #include <float.h>
@@ -514,6 +515,59 @@ START_TEST(nested_scopes_100_deep) {
         for (int e = 0; e < d; e++) ck_assert(tj_item(own[e]) == e);
         ck_no_error();
     }
+}
+END_TEST
+
+/* A scope holds its first TJ_SCOPE_INLINE tensors in itself and the rest in a list it
+ * allocates: tensors on both sides of that line, and past the list's first growth, die with
+ * the scope; the kept ones and a variable made in it live on. */
+static void spill_scopes(void) {
+    enum { N = 3 * TJ_SCOPE_INLINE + 70 };
+    tj_tensor *t[N], *v = NULL;
+    tj_scope_begin();                          /* the kept tensors' scope */
+    tj_scope_begin();
+    for (int i = 0; i < N; i++) {
+        t[i] = tj_full(TJ_F32, TJ_SHAPE(1), i);
+        if (i == TJ_SCOPE_INLINE - 2) v = tj_variable(t[i], "v");
+    }
+    int kept[] = {1, TJ_SCOPE_INLINE - 1, TJ_SCOPE_INLINE, N - 1};
+    for (int k = 0; k < 4; k++) ck_assert_ptr_eq(tj_keep(t[kept[k]]), t[kept[k]]);
+    ck_no_error();
+    ck_assert_int_eq(tj_scope_end(), 0);
+    for (int i = 0; i < N; i++) {
+        bool keep = i == kept[0] || i == kept[1] || i == kept[2] || i == kept[3];
+        double x = tj_item(t[i]);
+        if (keep) {
+            ck_assert_msg(x == i, "kept tensor %d is %g", i, x);
+        } else {
+            ck_assert_msg(isnan(x), "tensor %d outlived its scope", i);
+            ck_assert_error(TJ_ERR_STALE, "scope has ended");
+        }
+    }
+    ck_assert(tj_item(v) == TJ_SCOPE_INLINE - 2);
+    tj_variable_free(v);
+
+    /* keep into an enclosing scope whose own slots are full: it spills there */
+    tj_scope_begin();
+    for (int i = 0; i < TJ_SCOPE_INLINE; i++) t[i] = tj_full(TJ_F32, TJ_SHAPE(1), i);
+    tj_scope_begin();
+    tj_tensor *k = tj_keep(tj_full(TJ_F32, TJ_SHAPE(1), -1));
+    ck_assert_int_eq(tj_scope_end(), 0);
+    ck_assert(tj_item(k) == -1 && tj_item(t[0]) == 0);
+    ck_assert(tj_item(t[TJ_SCOPE_INLINE - 1]) == TJ_SCOPE_INLINE - 1);
+    ck_assert_int_eq(tj_scope_end(), 0);
+    ck_assert(isnan(tj_item(k)));
+    ck_assert_error(TJ_ERR_STALE, "scope has ended");
+    ck_assert_int_eq(tj_scope_end(), 0);
+    ck_no_error();
+}
+
+START_TEST(scope_spills_past_its_inline_slots) {
+    spill_scopes();                            /* warm up: the handle table may grow */
+    int64_t before = tj_memory_in_use();
+    spill_scopes();
+    ck_assert_msg(tj_memory_in_use() == before, "%lld bytes left behind",
+                  (long long)(tj_memory_in_use() - before));
 }
 END_TEST
 
@@ -1092,6 +1146,69 @@ END_TEST
  * A zero dim must not hide huge other dims, and reshape must not wrap its product:
  * both are errors, never out-of-bounds accesses. */
 
+/* Broadcast runs: rows advance like an odometer over several dims, long rows split into
+ * fixed pieces; every value checked against its index arithmetic. */
+START_TEST(broadcast_rows_and_pieces) {
+    float a[2 * 3 * 4], b[3], c[2 * 4];
+    for (int i = 0; i < 24; i++) a[i] = (float)i;
+    for (int i = 0; i < 3; i++) b[i] = (float)(100 * i);
+    for (int i = 0; i < 8; i++) c[i] = (float)(1000 * i);
+    tj_tensor *ta = tj_tensor_from(TJ_F32, TJ_SHAPE(2, 3, 4), a);
+    tj_tensor *tb = tj_tensor_from(TJ_F32, TJ_SHAPE(3, 1), b);
+    tj_tensor *tc = tj_tensor_from(TJ_F32, TJ_SHAPE(2, 1, 4), c);
+    tj_tensor *y = tj_add(tj_add(ta, tb), tj_mul(tc, tj_scalar(2)));   /* (2, 3, 4) */
+    tj_tensor *z = tj_add(tb, tc);                                     /* (2, 3, 4) from two broadcasts */
+    ck_no_error();
+    ck_shape(y, 2, 3, 4);
+    ck_shape(z, 2, 3, 4);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 4; k++) {
+                int e = (i * 3 + j) * 4 + k;
+                float ck = c[i * 4 + k];
+                ck_assert_msg(tu_get(y, e) == a[e] + b[j] + 2 * ck, "y[%d,%d,%d] = %g", i, j, k, tu_get(y, e));
+                ck_assert_msg(tu_get(z, e) == b[j] + ck, "z[%d,%d,%d] = %g", i, j, k, tu_get(z, e));
+            }
+    enum { L = 3 * 16384 + 5 };                 /* rows longer than a piece */
+    static float r[L];
+    for (int i = 0; i < L; i++) r[i] = (float)i;
+    tj_tensor *row = tj_tensor_from(TJ_F32, TJ_SHAPE(1, L), r);
+    tj_tensor *col = tj_tensor_from(TJ_F32, TJ_SHAPE(2, 1), (float[]){0.5f, 0.25f});
+    tj_tensor *w = tj_sub(row, col);            /* (2, L) */
+    tj_tensor *u = tj_add(tj_reshape(row, TJ_SHAPE(L)), tj_ones(TJ_F32, TJ_SHAPE(1)));
+    ck_no_error();
+    const float *wv = tj_tensor_data(w), *uv = tj_tensor_data(u);
+    for (int i = 0; i < L; i++) {
+        ck_assert_msg(wv[i] == r[i] - 0.5f && wv[L + i] == r[i] - 0.25f, "w[:, %d] = %g, %g", i, wv[i], wv[L + i]);
+        ck_assert_msg(uv[i] == r[i] + 1, "u[%d] = %g", i, uv[i]);
+    }
+}
+END_TEST
+
+/* The size check at its bounds: a product of 2^59 elements passes, one more fails, also
+ * when the product overflows int64 or a zero dim hides a huge one. */
+START_TEST(shape_check_bounds) {
+    int64_t p29 = INT64_C(1) << 29, p30 = INT64_C(1) << 30, p59 = INT64_C(1) << 59;
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(p30, p29), "t"), 0);
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(0, p59), "t"), 0);
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(p59, 1, 1), "t"), 0);
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(), "t"), 0);
+    ck_no_error();
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(p30, p29 + 1), "t"), TJ_ERR_SHAPE);
+    ck_assert_error(TJ_ERR_SHAPE, "t: shape (1073741824, 536870913) has too many elements (more than 2^59)");
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(0, p59 + 1), "t"), TJ_ERR_SHAPE);
+    ck_assert_error(TJ_ERR_SHAPE, "too many elements");
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(3, INT64_C(1) << 62), "t"), TJ_ERR_SHAPE);   /* 3 * 2^62 wraps */
+    ck_assert_error(TJ_ERR_SHAPE, "too many elements");
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(p59, 0, p59), "t"), TJ_ERR_SHAPE);
+    ck_assert_error(TJ_ERR_SHAPE, "too many elements");
+    ck_assert_int_eq(tj_shape_check(&TJ_SHAPE(2, 3, -4), "t"), TJ_ERR_SHAPE);
+    ck_assert_error(TJ_ERR_SHAPE, "t: dimension 2 is -4, must be >= 0");
+    ck_assert_int_eq(tj_shape_check(&(tj_shape){.ndim = TJ_MAX_DIMS + 1}, "t"), TJ_ERR_SHAPE);
+    ck_assert_error(TJ_ERR_SHAPE, "t: rank 9 is out of range [0, 8]");
+}
+END_TEST
+
 START_TEST(reshape_rejects_wrapping_shape) {
     tj_tensor *t = tj_tensor_from(TJ_F32, TJ_SHAPE(2), (float[]){1, 2});
     /* 3 * 6148914691236517206 = 2^64 + 2: wraps to exactly 2 elements */
@@ -1205,6 +1322,7 @@ Suite *tensor_suite(void) {
     tcase_add_test(tc, item_one_element_only);
     tcase_add_test(tc, shape_macro);
     tcase_add_test(tc, zero_size_dims);
+    tcase_add_test(tc, broadcast_rows_and_pieces);
     tcase_add_test(tc, softmax_over_empty_axis_is_empty);
     tcase_add_test(tc, large_blocks_are_reused);
 
@@ -1219,6 +1337,7 @@ Suite *tensor_suite(void) {
     tcase_add_test(tc, stale_handle_never_aliases_new_tensor);
     tcase_add_test(tc, keep_hands_to_enclosing_scope);
     tcase_add_test(tc, nested_scopes_100_deep);
+    tcase_add_test(tc, scope_spills_past_its_inline_slots);
     tcase_add_test(tc, scope_end_without_begin);
     tcase_add_test(tc, not_a_tensor_handle);
     tcase_add_test(tc, scope_loop_does_not_grow_memory);
@@ -1252,6 +1371,7 @@ Suite *tensor_suite(void) {
     tcase_add_test(tc, set_threads_errors);
 
     tc = tcase(s, "overflow");
+    tcase_add_test(tc, shape_check_bounds);
     tcase_add_test(tc, reshape_rejects_wrapping_shape);
     tcase_add_test(tc, reduction_of_huge_empty_tensor_fails_cleanly);
 

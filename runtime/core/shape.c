@@ -11,27 +11,25 @@ int64_t tj_shape_numel(const tj_shape *s) {
     return n;
 }
 
-bool tj_shape_equal(const tj_shape *a, const tj_shape *b) {
-    if (a->ndim != b->ndim) return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->dim[i] != b->dim[i]) return false;
-    return true;
+/* The error for s, found bad at dim i (-1: its rank); out of line, so that the check's
+ * loop needs no stack frame (it runs for every op's output). */
+static __attribute__((noinline, cold)) int shape_error(const tj_shape *s, const char *op, int i) {
+    if (i < 0)
+        return tj_err(TJ_ERR_SHAPE, "%s: rank %d is out of range [0, %d]", op, s->ndim, TJ_MAX_DIMS);
+    if (s->dim[i] < 0)
+        return tj_err(TJ_ERR_SHAPE, "%s: dimension %d is %lld, must be >= 0", op, i, (long long)s->dim[i]);
+    char b[TJ_SHAPE_STR_MAX];
+    return tj_err(TJ_ERR_SHAPE, "%s: shape %s has too many elements (more than 2^59)", op,
+                  tj_shape_str(s, b, sizeof b));
 }
 
 int tj_shape_check(const tj_shape *s, const char *op) {
-    if (s->ndim < 0 || s->ndim > TJ_MAX_DIMS)
-        return tj_err(TJ_ERR_SHAPE, "%s: rank %d is out of range [0, %d]", op, s->ndim, TJ_MAX_DIMS);
+    if (s->ndim < 0 || s->ndim > TJ_MAX_DIMS) return shape_error(s, op, -1);
     int64_t n = 1;     /* product of the nonzero dims: a (0, 2^62) shape is refused too */
     for (int i = 0; i < s->ndim; i++) {
-        if (s->dim[i] < 0)
-            return tj_err(TJ_ERR_SHAPE, "%s: dimension %d is %lld, must be >= 0", op, i,
-                          (long long)s->dim[i]);
-        if (s->dim[i] && n > TJ_MAX_NUMEL / s->dim[i]) {
-            char b[TJ_SHAPE_STR_MAX];
-            return tj_err(TJ_ERR_SHAPE, "%s: shape %s has too many elements (more than 2^59)", op,
-                          tj_shape_str(s, b, sizeof b));
-        }
-        if (s->dim[i]) n *= s->dim[i];
+        int64_t d = s->dim[i], p;   /* n * d > 2^59, without a division */
+        if (d < 0 || __builtin_mul_overflow(n, d, &p) || p > TJ_MAX_NUMEL) return shape_error(s, op, i);
+        if (d) n = p;
     }
     return 0;
 }

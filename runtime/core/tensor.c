@@ -156,20 +156,24 @@ static int scope_push(tj_thread *th) {
     return 0;
 }
 
+/* s's tensors: in the scope itself until they outgrow it (then cap > 0). */
+static tensor **scope_items(scope *s) { return s->cap ? s->items : s->inl; }
+
 static int scope_add(tensor *t) {
     tj_thread *th = &thread_state;
     if (th->nscopes == 0 && scope_push(th)) return TJ_ERR_OOM;
     scope *s = &th->scopes[th->nscopes - 1];
-    if (s->n == s->cap) {
+    if (s->n == (s->cap ? s->cap : TJ_SCOPE_INLINE)) {
         int64_t cap = s->cap ? 2 * s->cap : 64;
         tensor **items = tj_mem_realloc(s->items, sizeof(tensor *) * s->cap, sizeof(tensor *) * cap);
         if (!items) return TJ_ERR_OOM;
+        if (!s->cap) memcpy(items, s->inl, sizeof s->inl);
         s->items = items;
         s->cap = cap;
     }
     t->scope = th->nscopes - 1;
     t->scope_pos = s->n;
-    s->items[s->n++] = t;
+    scope_items(s)[s->n++] = t;
     return 0;
 }
 
@@ -180,8 +184,9 @@ void tj_scope_begin(void) {
 }
 
 static void scope_release(scope *s) {
+    tensor **items = scope_items(s);
     for (int64_t i = 0; i < s->n; i++) {
-        tensor *t = s->items[i];
+        tensor *t = items[i];
         if (!t) continue;           /* kept into the enclosing scope */
         t->scope = -1;
         handle_release(t);
@@ -213,13 +218,13 @@ tj_tensor *tj_keep(tj_tensor *h) {
     if (t->scope != th->nscopes - 1 || t->scope == 0) return h;  /* already outer */
     int32_t from = t->scope;
     scope *s = &th->scopes[from];
-    s->items[t->scope_pos] = NULL;
+    scope_items(s)[t->scope_pos] = NULL;
     th->nscopes--;                  /* add to the enclosing scope */
     int rc = scope_add(t);
     th->nscopes++;
     if (rc) {                       /* could not move: it stays where it was */
         t->scope = from;
-        s->items[t->scope_pos] = t;
+        scope_items(s)[t->scope_pos] = t;
         return NULL;
     }
     return h;
@@ -283,11 +288,12 @@ static void storage_unref(storage *st) {
 }
 
 /* Sets up header t (zeroed memory) over st's data at data; registers handle and scope. */
-static tensor *header_init(tensor *t, tj_dtype dt, const tj_shape *shape, storage *st, void *data) {
+static tensor *header_init(tensor *t, tj_dtype dt, const tj_shape *shape, int64_t numel, storage *st,
+                           void *data) {
     t->id = tj_next_id();
     t->dtype = dt;
     t->shape = *shape;
-    t->numel = tj_shape_numel(shape);
+    t->numel = numel;
     t->refs = 1;
     t->scope = -1;
     t->st = st;
@@ -300,12 +306,13 @@ static tensor *header_init(tensor *t, tj_dtype dt, const tj_shape *shape, storag
 /* One allocation: the header lives inside its storage block until both are unused. */
 tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape) {
     if (tj_shape_check(shape, "tensor")) return NULL;   /* op results can outgrow their inputs */
-    storage *st = storage_new(EMBED_HDR, (size_t)tj_shape_numel(shape) * tj_dtype_size(dt));
+    int64_t numel = tj_shape_numel(shape);
+    storage *st = storage_new(EMBED_HDR, (size_t)numel * tj_dtype_size(dt));
     if (!st) return NULL;
     tensor *t = (tensor *)((char *)st + STORAGE_HDR);
     memset(t, 0, sizeof *t);
     t->flags = TJ_T_EMBEDDED;
-    if (!header_init(t, dt, shape, st, (char *)st + STORAGE_HDR + EMBED_HDR)) {
+    if (!header_init(t, dt, shape, numel, st, (char *)st + STORAGE_HDR + EMBED_HDR)) {
         tj_mem_free(st, st->block);
         return NULL;
     }
@@ -317,7 +324,7 @@ tensor *tj_tensor_new(tj_dtype dt, const tj_shape *shape) {
 static tensor *header_new(tj_dtype dt, const tj_shape *shape, storage *st, void *data) {
     tensor *t = tj_mem_calloc(sizeof *t);
     if (!t) return NULL;
-    if (!header_init(t, dt, shape, st, data)) {
+    if (!header_init(t, dt, shape, tj_shape_numel(shape), st, data)) {
         tj_mem_free(t, sizeof *t);
         return NULL;
     }
@@ -380,7 +387,7 @@ tj_tensor *tj_variable(tj_tensor *init_h, const char *name) {
     if (!v) { tj_mem_free(st, st->block); return NULL; }
     memcpy(v->data, init->data, (size_t)init->numel * tj_dtype_size(init->dtype));
     /* persistent: out of its scope, owned by itself */
-    thread_state.scopes[v->scope].items[v->scope_pos] = NULL;
+    scope_items(&thread_state.scopes[v->scope])[v->scope_pos] = NULL;
     v->scope = -1;
     v->flags |= TJ_T_VARIABLE;
     if (name) {

@@ -7,15 +7,6 @@
 
 #include <string.h>
 
-bool tj_resolve_args(const char *op, int n, tj_tensor *const *h, tensor **out) {
-    bool ok = true;
-    for (int i = 0; i < n; i++) {
-        out[i] = tj_resolve(h[i], op, i + 1);
-        ok = ok && out[i];
-    }
-    return ok;
-}
-
 tensor *tj_t_full(tj_dtype dt, const tj_shape *shape, double v) {
     tensor *t = tj_tensor_new(dt, shape);
     if (!t) return NULL;
@@ -49,22 +40,27 @@ typedef struct ew_plan {
     int64_t rows_per_task, pieces_per_row;
 } ew_plan;
 
+/* Runs rows r0..r1 of the plan (all dims but the innermost), elements i0..i1 of each;
+ * the input pointers advance from row to row as an odometer. They are kept as pointers,
+ * not as offsets that gcc re-read with one vector load after their scalar updates: a
+ * store-forwarding stall per row, 70 of the 160 ns of a (10, 32) + (32,) add. */
 static void run_rows(const ew_plan *p, int64_t r0, int64_t r1, int64_t i0, int64_t i1) {
-    int64_t idx[TJ_MAX_DIMS], r = r0;
+    int64_t idx[TJ_MAX_DIMS], r = r0, es = (int64_t)p->esize;
     for (int d = p->nd - 2; d >= 0; d--) { idx[d] = r % p->dim[d]; r /= p->dim[d]; }
-    int64_t off[MAXIN] = {0};
-    for (int k = 0; k < p->nin; k++)
-        for (int d = 0; d < p->nd - 1; d++) off[k] += idx[d] * p->st[k][d];
+    const void *in[MAXIN];
     int64_t s[MAXIN];
-    for (int k = 0; k < p->nin; k++) s[k] = p->st[k][p->nd - 1];
+    for (int k = 0; k < p->nin; k++) {
+        s[k] = p->st[k][p->nd - 1];
+        int64_t off = i0 * s[k];
+        for (int d = 0; d < p->nd - 1; d++) off += idx[d] * p->st[k][d];
+        in[k] = p->in[k] + off * es;
+    }
     for (int64_t row = r0; row < r1; row++) {
-        const void *in[MAXIN];
-        for (int k = 0; k < p->nin; k++) in[k] = p->in[k] + (off[k] + i0 * s[k]) * (int64_t)p->esize;
-        p->run(i1 - i0, in, s, p->out + (row * p->inner + i0) * (int64_t)p->esize);
+        p->run(i1 - i0, in, s, p->out + (row * p->inner + i0) * es);
         for (int d = p->nd - 2; d >= 0; d--) {      /* next row: odometer */
-            for (int k = 0; k < p->nin; k++) off[k] += p->st[k][d];
+            for (int k = 0; k < p->nin; k++) in[k] = (const char *)in[k] + p->st[k][d] * es;
             if (++idx[d] < p->dim[d]) break;
-            for (int k = 0; k < p->nin; k++) off[k] -= idx[d] * p->st[k][d];
+            for (int k = 0; k < p->nin; k++) in[k] = (const char *)in[k] - idx[d] * p->st[k][d] * es;
             idx[d] = 0;
         }
     }
@@ -188,12 +184,16 @@ tensor *tj_t_ew(tj_op op, int nin, tensor *const *in_) {
     if (!run)
         return tj_err(TJ_ERR_DTYPE, "%s: dtype %s is not supported%s", info->name, tj_dtype_name(dt),
                       dt == TJ_I32 ? " (cast to float32 first)" : ""), NULL;
-    tj_shape shape = in[0]->shape;
-    for (int k = 1; k < nin; k++)
-        if (!tj_shape_equal(&shape, &in[k]->shape) &&
-            tj_broadcast_shape(&shape, &in[k]->shape, &shape, info->name)) return NULL;
+    /* the output shape, read in place while no input broadcasts (no copy) */
+    const tj_shape *shape = &in[0]->shape;
+    tj_shape bshape;
+    for (int k = 1; k < nin; k++) {
+        if (tj_shape_equal(shape, &in[k]->shape)) continue;
+        if (tj_broadcast_shape(shape, &in[k]->shape, &bshape, info->name)) return NULL;
+        shape = &bshape;
+    }
     if (info->check && info->check(NULL, in, NULL)) return NULL;
-    tensor *out = tj_tensor_new(dt, &shape);
+    tensor *out = tj_tensor_new(dt, shape);
     if (!out) return NULL;
     ew_execute(run, nin, in, out);
     if (tj_record(op, nin, in, out, NULL)) return NULL;

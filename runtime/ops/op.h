@@ -77,8 +77,18 @@ int     tj_exec(tj_op op, const tj_attr *attr, int nin, tensor *const *in, tenso
 int     tj_reduce_exec(tj_op op, const tj_attr *attr, tensor *t, tensor *out);
 /* Records out = op(in) on every tape that tracks an input (no-op otherwise). */
 int     tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr);
-/* Resolves n public handles for op; false (with the error kept) if any is bad. */
-bool    tj_resolve_args(const char *op, int n, tj_tensor *const *h, tensor **out);
+/* Resolves n public handles for op; false (with the error kept) if any is bad. Inline,
+ * so the resolved pointers stay in registers: out of line, the caller reloaded them as
+ * one 16-byte load from two 8-byte stores, a store-forwarding stall that was a fifth of
+ * a 1-element add (W4: 46 -> 37 ns). */
+static inline bool tj_resolve_args(const char *op, int n, tj_tensor *const *h, tensor **out) {
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        out[i] = tj_resolve(h[i], op, i + 1);
+        ok = ok && out[i];
+    }
+    return ok;
+}
 
 /* ---- internal ops, for gradient rules and composites ------------------------------ */
 static inline tensor *tj_t_ew1(tj_op op, tensor *a) { return tj_t_ew(op, 1, &a); }
