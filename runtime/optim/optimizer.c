@@ -338,9 +338,9 @@ static int update(const tj_optimizer *o, tensor *w, tensor *g, tensor *const *s,
 
 /* The whole update, in the caller's scope: schedule, each variable, then the step. */
 static int apply_all(tj_optimizer *o, int n, const resolved *r) {
-    char op[32];
-    snprintf(op, sizeof op, "%s: step variable", o->name);
-    tensor *step = tj_resolve(o->step, op, 1);
+    /* the optimizer's own variables (stale only if freed behind its back): fixed names,
+     * no formatting per apply */
+    tensor *step = tj_resolve(o->step, "optimizer: step variable", 1);
     if (!step) return tj_error_code();
     tensor *t = tj_t_cast(step, TJ_F64);       /* applies so far: the schedule's t (Keras) */
     tensor *lr = tj_optim_lr(o, t);
@@ -356,9 +356,8 @@ static int apply_all(tj_optimizer *o, int n, const resolved *r) {
     for (int i = 0; i < n; i++) {
         const tj_opt_entry *e = &o->entries[r->idx[i]];
         tensor *s[TJ_OPT_MAX_SLOTS] = {NULL};
-        snprintf(op, sizeof op, "%s: slot", o->name);
         for (int k = 0; k < o->nslots; k++)
-            if (!(s[k] = tj_resolve(e->slot[k], op, k + 1))) return tj_error_code();
+            if (!(s[k] = tj_resolve(e->slot[k], "optimizer: slot", k + 1))) return tj_error_code();
         tj_scope_begin();                     /* this variable's temporaries */
         tj_thread_state()->updating = r->vs[i];   /* traces label these ops (dumps) */
         int rc = update(o, r->vs[i], r->gs[i], s, tj_t_cast(lr, r->vs[i]->dtype));
