@@ -41,11 +41,33 @@ static bool cannot_fail(const tj_graph *g, const tj_kernel *k) {
     }
 }
 
-/* Write w can go straight into its variable's storage: a loop computes it (element i is
- * written after element i is read), no later kernel reads the variable's old value, that
- * loop reads it only elementwise (the same shape), and the value is no output and has no
- * other write, nor the variable. */
-static bool in_place(const tj_graph *g, const int *first, const int *last, int w) {
+/* Node x is node s, or is read from s through nodes without a value of their own (views,
+ * folded transposes). */
+static bool reads_through(const tj_graph *g, const bool *live, const bool *stored, int x, int s) {
+    x = tj_graph_resolve(g, x);
+    const tj_gnode *nd = &g->nodes[x];
+    if (x == s) return true;
+    if (nd->kind != TJ_N_OP || has_value(g, live, stored, x)) return false;
+    for (int q = 0; q < nd->nin; q++)
+        if (reads_through(g, live, stored, nd->in[q], s)) return true;
+    return false;
+}
+
+/* Kernel k is a small matmul that reads state node s: its epilogue writes tile by tile
+ * while the matmul still reads s. */
+static bool matmul_reads(const tj_graph *g, const bool *live, const tj_lowered *low, int k, int s) {
+    const tj_gnode *mm = &g->nodes[low->kernel[k].ops[0]];
+    if (tj_lower_inline(g, mm)) return false;
+    for (int q = 0; q < mm->nin; q++)
+        if (reads_through(g, live, low->stored, mm->in[q], s)) return true;
+    return false;
+}
+
+/* Write w can go straight into its variable's storage: a loop or a matmul's epilogue
+ * computes it (element i is written after element i is read), no later kernel reads the
+ * variable's old value, that kernel reads it only elementwise (the same shape; not as the
+ * matmul's operand), and the value is no output and has no other write, nor the variable. */
+static bool in_place(const tj_graph *g, const bool *live, const tj_lowered *low, const int *first, const int *last, int w) {
     int n = tj_graph_resolve(g, g->writes[w].node);
     const tj_gnode *nd = &g->nodes[n];
     if (nd->kind != TJ_N_OP || first[n] < 0 || tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP) return false;
@@ -56,7 +78,9 @@ static bool in_place(const tj_graph *g, const int *first, const int *last, int w
     for (int s = 0; s < g->n; s++) {
         const tj_gnode *st = &g->nodes[s];
         if (st->kind != TJ_N_STATE || st->var != g->writes[w].var || last[s] < 0) continue;
-        if (last[s] > first[n] || (last[s] == first[n] && !tj_shape_equal(&st->shape, &nd->shape))) return false;
+        if (last[s] > first[n]) return false;
+        if (last[s] == first[n] && (!tj_shape_equal(&st->shape, &nd->shape) || matmul_reads(g, live, low, first[n], s)))
+            return false;
     }
     return true;
 }
@@ -115,7 +139,7 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
     bool safe = share;
     for (int k = 0; k < nk; k++) safe = safe && cannot_fail(g, &low->kernel[k]);
     for (int w = 0; w < g->nwrites; w++) {      /* before the writes' own reads (below) */
-        inplace[w] = safe && in_place(g, first, last, w);
+        inplace[w] = safe && in_place(g, live, low, first, last, w);
         if (inplace[w]) first[tj_graph_resolve(g, g->writes[w].node)] = -2;   /* no buffer */
     }
     for (int i = 0; i < g->nwrites; i++) mark_read(g, live, low->stored, last, g->writes[i].node, nk);

@@ -637,6 +637,21 @@ static const char *kind_name(tj_kernel_kind k) {
     return "?";
 }
 
+/* "; epilogue 5, 6 on each tile as it is computed, over (10, 32), strides %4 [0, 1]" */
+static void sb_epilogue(sbuf *b, const tj_graph *g, const tj_kernel *k) {
+    tj_loop_dims e;
+    tj_kernel_loop_inputs(g, k, &e);
+    sb_puts(b, "; epilogue ");
+    for (int m = 1; m < k->nops; m++) sb_printf(b, m > 1 ? ", %d" : "%d", k->ops[m]);
+    sb_puts(b, " on each tile as it is computed, over ");
+    sb_shape(b, &g->nodes[k->node].shape);
+    for (int q = 0; q < e.nin; q++) {
+        sb_printf(b, q ? "; %%%d [" : ", strides %%%d [", e.in[q]);
+        for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
+        sb_puts(b, "]");
+    }
+}
+
 static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_lowered *low, const int *kmap,
                         const char *fname, int sig) {
     int views = 0;
@@ -646,10 +661,13 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                "# reduction of one of its values, block by block), reduction (canonical order),\n"
                "# small matmul (inline vectors across n, in the order of ops/matmul_small.h; an operand that is a\n"
                "# transpose of the last two axes is read in place, and such a transpose read by nothing else has\n"
-               "# no kernel), BLAS call (matmul: tj_blas_?gemm), kernel call (the op's eager kernel, through\n"
-               "# tj_jit_call), view (no code: shares its input's buffer).\n"
+               "# no kernel; the elementwise ops of its shape right after it are its epilogue, applied to each\n"
+               "# output tile as it is computed: the matmul's value is stored only if read elsewhere), BLAS call\n"
+               "# (matmul: tj_blas_?gemm), kernel call (the op's eager kernel, through tj_jit_call), view (no\n"
+               "# code: shares its input's buffer).\n"
                "# space: loop dims after size-1 dims are dropped and contiguous dims merged, with each input's\n"
-               "# stride per dim (0: broadcast); outputs x values for reductions; m n k for matmul.\n"
+               "# stride per dim (0: broadcast); outputs x values for reductions; m n k for matmul, and its\n"
+               "# epilogue's inputs' strides along the output's dims.\n"
                "# bytes: each input read once in full plus the output written once (an estimate: slices and\n"
                "# gathers read less, caches are ignored); flops: one per output element for elementwise ops\n"
                "# (exp, tanh, ... count one), one per input element for reductions, 2 m n k for matmul,\n"
@@ -725,6 +743,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                       (long long)tj_shape_numel(&mm.batch), tj_shape_numel(&mm.batch) == 1 ? "" : "es");
             if (mm.a_through >= 0) sb_printf(b, "; a: %%%d read transposed in place of %%%d", mm.a, mm.a_through);
             if (mm.b_through >= 0) sb_printf(b, "; b: %%%d read transposed in place of %%%d", mm.b, mm.b_through);
+            if (k->nops > 1) sb_epilogue(b, g, k);
             break;
         }
         case TJ_KERNEL_CALL:
@@ -742,11 +761,15 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             tj_kernel_loop_dims(g, k, &e);
             nin = e.nin;
             memcpy(in_ids, e.in, sizeof(int) * (size_t)nin);
-        } else if (kk == TJ_KERNEL_SMALL_MATMUL) {      /* what it reads: through transposes */
+        } else if (kk == TJ_KERNEL_SMALL_MATMUL) {      /* through transposes; then its epilogue's */
             tj_small_matmul mm;
+            tj_loop_dims e;
             tj_kernel_small_matmul(g, nd, &mm);
+            tj_kernel_loop_inputs(g, k, &e);
             in_ids[nin++] = mm.a;
-            in_ids[nin++] = mm.b;
+            if (mm.b != mm.a) in_ids[nin++] = mm.b;
+            for (int q = 0; q < e.nin && nin < TJ_GROUP_MAX_IN; q++)
+                if (e.in[q] != mm.a && e.in[q] != mm.b) in_ids[nin++] = e.in[q];
         } else if (k->from_loop < 0) {
             for (int q = 0; q < nd->nin && nin < TJ_GROUP_MAX_IN; q++) in_ids[nin++] = tj_graph_resolve(g, nd->in[q]);
         }

@@ -1,7 +1,8 @@
 /* kernels.c: how each live node becomes a kernel: a view (no code), an elementwise vector
- * loop, an inline reduction, an inline small matmul (reading transposes in place), a direct
- * BLAS call or a call of the op's eager kernel, and the folded loop nest of elementwise
- * kernels. One place, used by the lowering (lower.c) and the dumps (dump.c); plain C, no LLVM. */
+ * loop, an inline reduction, an inline small matmul (reading transposes in place; the
+ * elementwise ops after it are its epilogue), a direct BLAS call or a call of the op's eager
+ * kernel, and the loop nest of elementwise kernels. One place, used by the lowering
+ * (lower.c) and the dumps (dump.c); plain C, no LLVM. */
 #include "lowered.h"
 #include "core/blas.h"
 #include "matmul_small.h"
@@ -41,8 +42,6 @@ bool tj_lower_is_view(const tj_gnode *nd) {
     return nd->kind == TJ_N_OP && (nd->op == TJ_OP_RESHAPE || nd->op == TJ_OP_STOP_GRADIENT);
 }
 
-/* Folded loop nest of an elementwise node: dims with each input's stride (0 or the
- * row-major stride), size-1 dims dropped, contiguous dims merged, as dispatch.c does. */
 /* position of node id in k's ops, or -1 */
 static int member(const tj_kernel *k, int id) {
     for (int i = 0; i < k->nops; i++)
@@ -50,9 +49,14 @@ static int member(const tj_kernel *k, int id) {
     return -1;
 }
 
-void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
+/* The first elementwise op of k: 0, or 1 after a small matmul (its epilogue). */
+static int first_elementwise(const tj_graph *g, const tj_kernel *k) {
+    return tj_lower_inline(g, &g->nodes[k->ops[0]]) ? 0 : 1;
+}
+
+void tj_kernel_loop_inputs(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
     memset(e, 0, sizeof *e);
-    for (int m = 0; m < k->nops; m++) {            /* the values read from outside */
+    for (int m = first_elementwise(g, k); m < k->nops; m++) {   /* the values read from outside */
         const tj_gnode *nd = &g->nodes[k->ops[m]];
         for (int q = 0; q < nd->nin; q++) {
             int x = tj_graph_resolve(g, nd->in[q]);
@@ -62,10 +66,9 @@ void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e)
         }
     }
     const tj_shape *os = &g->nodes[k->node].shape;
-    int nd = 0;
+    e->nd = os->ndim;
     for (int d = 0; d < os->ndim; d++) {
-        if (os->dim[d] == 1) continue;
-        e->dim[nd] = os->dim[d];
+        e->dim[d] = os->dim[d];
         for (int j = 0; j < e->nin; j++) {
             const tj_shape *is = &g->nodes[e->in[j]].shape;
             int di = d - (os->ndim - is->ndim);
@@ -74,12 +77,18 @@ void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e)
                 st = 1;
                 for (int q = di + 1; q < is->ndim; q++) st *= is->dim[q];
             }
-            e->st[j][nd] = st;
+            e->st[j][d] = st;
         }
-        nd++;
     }
-    int n = 0;                                     /* merge dims contiguous for every input */
-    for (int d = 0; d < nd; d++) {
+}
+
+/* Folded loop nest of an elementwise node: size-1 dims dropped, dims contiguous for every
+ * input merged, as dispatch.c does. */
+void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
+    tj_kernel_loop_inputs(g, k, e);
+    int n = 0;
+    for (int d = 0; d < e->nd; d++) {
+        if (e->dim[d] == 1) continue;
         bool fold = n > 0;
         for (int j = 0; j < e->nin && fold; j++) fold = e->st[j][n - 1] == e->st[j][d] * e->dim[d];
         if (fold) {
@@ -91,8 +100,11 @@ void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e)
             n++;
         }
     }
-    if (n == 0) { e->dim[0] = 1; n = 1; }
-    e->nd = n;
+    for (int d = n; d < TJ_MAX_DIMS; d++) {        /* unused dims; a scalar's loop has one element */
+        e->dim[d] = d == 0;
+        for (int j = 0; j < e->nin; j++) e->st[j][d] = 0;
+    }
+    e->nd = n ? n : 1;
 }
 
 static bool kernel_node(const tj_graph *g, const bool *live, const bool *folded, int i) {
@@ -138,11 +150,11 @@ static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
 
 /* Whether the open loop can compute reduction nd too: a full sum or max (one output) of a
  * value of the loop, which runs over one dimension (so its pieces are whole blocks), with
- * at most a block of block values to finish. */
+ * at most a block of block values to finish. A matmul's epilogue computes none. */
 static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode *nd) {
     int64_t nout, K;
-    if (open->nreduced == TJ_LOOP_REDUCE_MAX || !tj_lower_reduce_inline(g, nd, &nout, &K) || nout != 1 || K < 1 ||
-        K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
+    if (first_elementwise(g, open) > 0 || open->nreduced == TJ_LOOP_REDUCE_MAX || !tj_lower_reduce_inline(g, nd, &nout, &K) ||
+        nout != 1 || K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
         return false;
     if (member(open, tj_graph_resolve(g, nd->in[0])) < 0) return false;
     tj_loop_dims e;
@@ -176,15 +188,17 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
 
 /* The kernels in order: fused runs of elementwise ops, every other kernel node alone. A
  * loop that computes a reduction stays open past it: the reduction's kernel, which only
- * combines block values, runs after the whole loop. */
+ * combines block values, runs after the whole loop. The run of elementwise ops of its
+ * shape right after a small matmul is its epilogue: ops[1..] of the matmul's kernel.
+ * ends: why a loop or an epilogue ends (a matmul without one has no reason). */
 static int group(const tj_graph *g, const bool *live, const bool *folded, tj_kernel *ks) {
     int nk = 0;
-    tj_kernel *open = NULL;                        /* the fused loop that may grow */
+    tj_kernel *open = NULL;                        /* the fused loop or epilogue that may grow */
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
         if (!kernel_node(g, live, folded, i)) {
             if (live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !folded[i] && open) {
-                open->ends = "a view (reshape or stop_gradient) follows";
+                if (open->ends) open->ends = "a view (reshape or stop_gradient) follows";
                 open = NULL;
             }
             continue;
@@ -194,10 +208,11 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
         const char *why = NULL;
         if (open && loop && joins(g, open, i, &why)) {
             open->ops[open->nops++] = i;
+            open->ends = "the step ends";
             continue;
         }
         bool absorb = open && !loop && absorbable(g, open, nd);
-        if (open && !absorb) open->ends = why ? why : ends_before(kind);
+        if (open && !absorb && open->ends) open->ends = why ? why : ends_before(kind);
         tj_kernel *k = &ks[nk++];
         k->node = i;
         k->nops = 1;
@@ -208,7 +223,7 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
             open->reduced[open->nreduced++] = i;
             k->from_loop = (int)(open - ks);
         } else {
-            open = loop ? k : NULL;
+            open = loop || kind == TJ_KERNEL_SMALL_MATMUL ? k : NULL;
         }
     }
     return nk;

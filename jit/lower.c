@@ -3,8 +3,9 @@
  * their input's pointer). Elementwise nodes become explicit vector loops whose arithmetic
  * mirrors the eager kernels (runtime/ops/<op>.c and math/tj_math.h via lower_math.c)
  * operation by operation, as do reductions (lower_reduce.c) and small matmuls
- * (lower_matmul.c); larger matmuls call BLAS; every other op calls its own eager kernel
- * through tj_jit_call(calls[i]), so the results are the eager results, bit for bit. */
+ * (lower_matmul.c, with the elementwise ops after them on each tile); larger matmuls call
+ * BLAS; every other op calls its own eager kernel through tj_jit_call(calls[i]), so the
+ * results are the eager results, bit for bit. */
 #include "lower.h"
 #include "lower_math.h"
 #include "lower_matmul.h"
@@ -212,6 +213,15 @@ static void loop_io(lctx *c, const tj_kernel *k, const bool *stored, int lanes, 
     io->oofs = cint(c, 0);
 }
 
+/* s in each of w lanes (s itself when w == 1) */
+static LLVMValueRef splat_value(lctx *c, LLVMValueRef s, int w) {
+    if (w == 1) return s;
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)w);
+    LLVMValueRef undef = LLVMGetUndef(vt), zero = LLVMConstInt(c->i32, 0, 0);
+    return LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, s, zero, ""), undef,
+                                  LLVMConstNull(LLVMVectorType(c->i32, (unsigned)w)), "");
+}
+
 /* At a row's start: each input's pointer, and the one value of an input broadcast along it. */
 static void row_start(lctx *c, loopio *io) {
     int nd = io->e.nd;
@@ -219,24 +229,18 @@ static void row_start(lctx *c, loopio *io) {
         io->rowp[j] = gep(c, io->ket[j], io->base[j], io->off[j]);
         if (io->e.st[j][nd - 1] != 0) continue;
         io->scalar[j] = load(c, io->ket[j], io->rowp[j], io->kesz[j]);
-        LLVMValueRef undef = LLVMGetUndef(io->kvt[j]), zeros[64];
-        for (int l = 0; l < io->lanes; l++) zeros[l] = LLVMConstInt(c->i32, 0, 0);
-        io->splat[j] = LLVMBuildShuffleVector(c->b, LLVMBuildInsertElement(c->b, undef, io->scalar[j], LLVMConstInt(c->i32, 0, 0), ""),
-                                              undef, LLVMConstVector(zeros, (unsigned)io->lanes), "");
+        io->splat[j] = splat_value(c, io->scalar[j], io->lanes);
     }
 }
 
-/* Element iv of the row (a vector of lanes from iv, or one): every op of the loop in
- * order, exactly as the eager kernels compute them one op at a time; stores the stored
- * values; val[m] gets op m's value. */
-static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef iv, bool vec, LLVMValueRef *val) {
+/* Ops [from, nops) of k on one element (w == 1) or a vector of w, in order, exactly as the
+ * eager kernels compute them one op at a time: an op's inputs are val[] of the ops before
+ * it or in_val[j] of e->in[j]; val[m] gets op m's value, written at element `at` of
+ * outb[m] where that is set (a stored value). */
+static void op_values(lctx *c, const tj_kernel *k, int from, const tj_loop_dims *e, const LLVMValueRef *in_val, int w,
+                      const LLVMValueRef *outb, LLVMValueRef at, LLVMValueRef *val) {
     const tj_graph *g = c->g;
-    int nd = io->e.nd;
-    LLVMValueRef in_val[TJ_GROUP_MAX_IN];
-    for (int j = 0; j < io->e.nin; j++)
-        in_val[j] = io->e.st[j][nd - 1] ? load(c, vec ? io->kvt[j] : io->ket[j], gep(c, io->ket[j], io->rowp[j], iv), io->kesz[j])
-                                        : vec ? io->splat[j] : io->scalar[j];
-    for (int m = 0; m < k->nops; m++) {
+    for (int m = from; m < k->nops; m++) {
         const tj_gnode *n = &g->nodes[k->ops[m]];
         LLVMValueRef x[3];
         tj_dtype in_dt = n->dtype;
@@ -245,14 +249,26 @@ static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef
             int pm = -1;
             for (int p = 0; p < m && pm < 0; p++) if (k->ops[p] == id) pm = p;
             if (pm >= 0) x[q] = val[pm];
-            else for (int j = 0; j < io->e.nin; j++) if (io->e.in[j] == id) x[q] = in_val[j];
+            else for (int j = 0; j < e->nin; j++) if (e->in[j] == id) x[q] = in_val[j];
             if (q == 0) in_dt = g->nodes[id].dtype;
         }
         LLVMTypeRef et = elem_type(c, n->dtype);
-        val[m] = node_value(c, n, in_dt, n->dtype == TJ_I32, x, vec ? LLVMVectorType(et, (unsigned)io->lanes) : et);
-        if (io->outb[m])
-            store(c, val[m], gep(c, et, gep(c, et, io->outb[m], io->oofs), iv), (unsigned)tj_dtype_size(n->dtype));
+        val[m] = node_value(c, n, in_dt, n->dtype == TJ_I32, x, w > 1 ? LLVMVectorType(et, (unsigned)w) : et);
+        if (outb[m]) store(c, val[m], gep(c, et, outb[m], at), (unsigned)tj_dtype_size(n->dtype));
     }
+}
+
+/* Element iv of the row (a vector of lanes from iv, or one): every op of the loop (val[m]
+ * gets op m's value); stores the stored values. */
+static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef iv, bool vec, LLVMValueRef *val) {
+    int nd = io->e.nd;
+    LLVMValueRef in_val[TJ_GROUP_MAX_IN], row_out[TJ_GROUP_MAX];
+    for (int j = 0; j < io->e.nin; j++)
+        in_val[j] = io->e.st[j][nd - 1] ? load(c, vec ? io->kvt[j] : io->ket[j], gep(c, io->ket[j], io->rowp[j], iv), io->kesz[j])
+                                        : vec ? io->splat[j] : io->scalar[j];
+    for (int m = 0; m < k->nops; m++)
+        row_out[m] = io->outb[m] ? gep(c, elem_type(c, c->g->nodes[k->ops[m]].dtype), io->outb[m], io->oofs) : NULL;
+    op_values(c, k, 0, &io->e, in_val, vec ? io->lanes : 1, row_out, iv, val);
 }
 
 /* A fused loop: outer dims as scalar loops (the outermost over [lo, hi), a piece of the
@@ -389,12 +405,52 @@ static void lower_matmul(lctx *c, int id) {
     }
 }
 
-/* A small matmul inline (lower_matmul.c): vectors of c->lanes f32 or half as many f64. */
-static void lower_small_matmul(lctx *c, int id) {
+/* A small matmul's epilogue (ops[1..] of its kernel) on a tile row y[t; i, j .. j + w)
+ * (lower_matmul.h): its other inputs' elements there, by their strides along the output's
+ * dims (batch..., m, n), then the ops as a loop computes them. */
+typedef struct epilogue {
+    lctx *c;
+    const tj_kernel *k;
+    tj_loop_dims e;                       /* unfolded: e.nd is the output's rank */
+    LLVMValueRef base[TJ_GROUP_MAX_IN], outb[TJ_GROUP_MAX];
+} epilogue;
+
+static void epilogue_row(void *ctx, const LLVMValueRef *t, LLVMValueRef i, LLVMValueRef j, LLVMValueRef at, int w,
+                         LLVMValueRef y) {
+    epilogue *ep = ctx;
+    lctx *c = ep->c;
+    const tj_loop_dims *e = &ep->e;
+    int r = e->nd;
+    LLVMValueRef in_val[TJ_GROUP_MAX_IN], val[TJ_GROUP_MAX];
+    for (int q = 0; q < e->nin; q++) {
+        const int64_t *st = e->st[q];
+        LLVMValueRef off = LLVMBuildMul(c->b, i, cint(c, st[r - 2]), "");
+        off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, j, cint(c, st[r - 1]), ""), "");
+        for (int d = 0; d < r - 2; d++) off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, t[d], cint(c, st[d]), ""), "");
+        tj_dtype dt = c->g->nodes[e->in[q]].dtype;
+        LLVMTypeRef et = elem_type(c, dt);
+        LLVMValueRef p = gep(c, et, ep->base[q], off);
+        unsigned align = (unsigned)tj_dtype_size(dt);
+        in_val[q] = st[r - 1] ? load(c, w > 1 ? LLVMVectorType(et, (unsigned)w) : et, p, align)   /* st[r - 1] is 1 */
+                              : splat_value(c, load(c, et, p, align), w);
+    }
+    val[0] = y;
+    op_values(c, ep->k, 1, e, in_val, w, ep->outb, at, val);
+}
+
+/* A small matmul inline (lower_matmul.c): vectors of c->lanes f32 or half as many f64; its
+ * value is stored only if read outside the kernel. */
+static void lower_small_matmul(lctx *c, const tj_kernel *k, const bool *stored) {
     tj_small_matmul mm;
-    tj_kernel_small_matmul(c->g, &c->g->nodes[id], &mm);
+    tj_kernel_small_matmul(c->g, &c->g->nodes[k->node], &mm);
     int lanes = mm.dtype == TJ_F64 ? c->lanes / 2 : c->lanes;
-    tj_lower_small_matmul(c->mod, c->b, c->fn, &mm, lanes > 0 ? lanes : 1, buf_ptr(c, mm.a), buf_ptr(c, mm.b), buf_ptr(c, id));
+    epilogue ep = {.c = c, .k = k};
+    tj_matmul_epilogue hook = {epilogue_row, &ep};
+    tj_kernel_loop_inputs(c->g, k, &ep.e);
+    for (int q = 0; q < ep.e.nin; q++) ep.base[q] = buf_ptr(c, ep.e.in[q]);
+    for (int m = 1; m < k->nops; m++) ep.outb[m] = stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
+    tj_lower_small_matmul(c->mod, c->b, c->fn, &mm, lanes > 0 ? lanes : 1, buf_ptr(c, mm.a), buf_ptr(c, mm.b),
+                          stored[k->node] ? buf_ptr(c, k->node) : NULL, k->nops > 1 ? &hook : NULL);
 }
 
 /* A reduction; one that finishes a loop's work combines the loop's block values. */
@@ -483,7 +539,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         switch (tj_kernel_kind_of(g, nd)) {
         case TJ_KERNEL_LOOP: (k->nreduced > 0 ? lower_loop_reduce : lower_loop)(&c, k, stored); break;
         case TJ_KERNEL_REDUCE: lower_reduce(&c, k); break;
-        case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k->node); break;
+        case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k, stored); break;
         case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;
         case TJ_KERNEL_CALL: lower_call(&c, k->node); break;
         case TJ_KERNEL_VIEW: break;

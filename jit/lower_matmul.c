@@ -3,7 +3,8 @@
  * ascending; no intrinsics, no fast-math flags. How elements are grouped changes no bit: a
  * tile of rows x w columns runs one p loop with a <w x T> accumulator per row (independent
  * adds, so their latency overlaps); columns go in vectors of `lanes`, then one of each
- * narrower width, then a scalar column. If matmul_small.h changes, this file follows. */
+ * narrower width, then a scalar column. The epilogue (the elementwise ops after the matmul)
+ * runs on each tile's final rows (finish). If matmul_small.h changes, this file follows. */
 #include "lower_matmul.h"
 
 #include <assert.h>
@@ -17,6 +18,8 @@ typedef struct {
     LLVMTypeRef et, i32, i64;   /* T */
     unsigned align;             /* element size: every access is element-aligned */
     const tj_small_matmul *mm;
+    const tj_matmul_epilogue *epi;
+    LLVMValueRef t[TJ_MAX_DIMS], oc;   /* the batch loops' indices; the batch's offset in C */
 } mctx;
 
 static LLVMValueRef ci64(const mctx *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
@@ -94,6 +97,44 @@ static void loop_close(const mctx *c, const loop *l, int64_t n) {
     if (n > 1) loop_end(c, l);
 }
 
+/* A stack slot of type t in fn's entry block. */
+static LLVMValueRef entry_slot(const mctx *c, LLVMTypeRef t) {
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b), entry = LLVMGetEntryBasicBlock(c->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(entry);
+    if (first) LLVMPositionBuilderBefore(c->b, first);
+    else LLVMPositionBuilderAtEnd(c->b, entry);
+    LLVMValueRef slot = LLVMBuildAlloca(c->b, t, "rows");
+    LLVMPositionBuilderAtEnd(c->b, cur);
+    return slot;
+}
+
+/* The epilogue on final row i (y[i, j .. j + w) = v, at index y of the batch). */
+static void epilogue(const mctx *c, LLVMValueRef i, LLVMValueRef j, LLVMValueRef y, int w, LLVMValueRef v) {
+    c->epi->fn(c->epi->ctx, c->t, i, j, add(c, c->oc, y), w, v);
+}
+
+/* A tile's final rows acc[r] = y[i0 + r, j .. j + w): stored (if C), then the epilogue on
+ * each. Several rows pass through a stack array to one copy of the epilogue in a loop over
+ * them, so its code grows with the tiles, not with their rows (LLVM unrolls the loop back
+ * into registers where the epilogue is small). */
+static void finish(const mctx *c, LLVMValueRef C, LLVMValueRef i0, int rows, LLVMValueRef j, int w,
+                   const LLVMValueRef *acc) {
+    LLVMTypeRef at_rows = LLVMArrayType(type_of(c, w), (unsigned)rows);
+    LLVMValueRef slot = c->epi && rows > 1 ? entry_slot(c, at_rows) : NULL;
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef i = add(c, i0, ci64(c, r)), y = add(c, mul(c, i, c->mm->n), j);   /* y[i, j] in the batch */
+        LLVMValueRef idx[2] = {ci64(c, 0), ci64(c, r)};
+        if (C) store(c, acc[r], at(c, C, y), w);
+        if (slot) store(c, acc[r], LLVMBuildInBoundsGEP2(c->b, at_rows, slot, idx, 2, ""), w);
+        else if (c->epi) epilogue(c, i, j, y, w, acc[r]);
+    }
+    if (!slot) return;
+    loop l = loop_begin(c, rows, "mm.epilogue");
+    LLVMValueRef idx[2] = {ci64(c, 0), l.iv}, i = add(c, i0, l.iv);
+    epilogue(c, i, j, add(c, mul(c, i, c->mm->n), j), w, load(c, LLVMBuildInBoundsGEP2(c->b, at_rows, slot, idx, 2, ""), w));
+    loop_end(c, &l);
+}
+
 /* y[i0 + r, j .. j + w) for r < rows: acc[r] = +0; for p: acc[r] = acc[r] + a[i0 + r, p] * b[p, j .. j + w) */
 static void tile(const mctx *c, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, LLVMValueRef i0, int rows,
                  LLVMValueRef j, int w) {
@@ -129,8 +170,7 @@ static void tile(const mctx *c, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, 
         LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, pn, ci64(c, mm->k), ""), body, exit);
         LLVMPositionBuilderAtEnd(b, exit);
     }
-    for (int r = 0; r < rows; r++)
-        store(c, acc[r], at(c, C, add(c, mul(c, add(c, i0, ci64(c, r)), mm->n), j)), w);
+    finish(c, C, i0, rows, j, w, acc);
 }
 
 /* Columns [j, j + w) of every row: tiles of 4 rows (4 vectors) or, for w < 4, of ROWS / w
@@ -166,12 +206,12 @@ static void matrix(const mctx *c, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C
 }
 
 void tj_lower_small_matmul(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, const tj_small_matmul *mm, int lanes,
-                           LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) {
+                           LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, const tj_matmul_epilogue *epi) {
     assert(mm->dtype != TJ_I32 && lanes >= 1 && (lanes & (lanes - 1)) == 0);
     int64_t stc = mm->m * mm->n;    /* the output's size; below, its stride along batch dim d */
     for (int d = 0; d < mm->batch.ndim; d++) stc *= mm->batch.dim[d];
     if (stc == 0) return;
-    mctx c = {.ctx = LLVMGetModuleContext(m), .b = b, .fn = fn, .mm = mm};
+    mctx c = {.ctx = LLVMGetModuleContext(m), .b = b, .fn = fn, .mm = mm, .epi = epi};
     c.i32 = LLVMInt32TypeInContext(c.ctx);
     c.i64 = LLVMInt64TypeInContext(c.ctx);
     c.et = mm->dtype == TJ_F64 ? LLVMDoubleTypeInContext(c.ctx) : LLVMFloatTypeInContext(c.ctx);
@@ -179,18 +219,19 @@ void tj_lower_small_matmul(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, c
     LLVMTypeRef pet = LLVMPointerType(c.et, 0);
     A = LLVMBuildBitCast(b, A, pet, "");
     B = LLVMBuildBitCast(b, B, pet, "");
-    C = LLVMBuildBitCast(b, C, pet, "");
+    if (C) C = LLVMBuildBitCast(b, C, pet, "");
     /* batch loops (dims of size 1 have none), outermost first */
     int nb = mm->batch.ndim;
     loop l[TJ_MAX_DIMS];
     LLVMValueRef oa = ci64(&c, 0), ob = ci64(&c, 0), oc = ci64(&c, 0);
     for (int d = 0; d < nb; d++) {
         stc /= mm->batch.dim[d];
-        LLVMValueRef iv = loop_iv(&c, &l[d], mm->batch.dim[d], "mm.batch");
+        LLVMValueRef iv = c.t[d] = loop_iv(&c, &l[d], mm->batch.dim[d], "mm.batch");
         oa = add(&c, oa, mul(&c, iv, mm->sta[d]));
         ob = add(&c, ob, mul(&c, iv, mm->stb[d]));
         oc = add(&c, oc, mul(&c, iv, stc));
     }
-    matrix(&c, at(&c, A, oa), at(&c, B, ob), at(&c, C, oc), lanes);
+    c.oc = oc;
+    matrix(&c, at(&c, A, oa), at(&c, B, ob), C ? at(&c, C, oc) : NULL, lanes);
     for (int d = nb - 1; d >= 0; d--) loop_close(&c, &l[d], mm->batch.dim[d]);
 }

@@ -6,12 +6,22 @@
 #include <llvm-c/Core.h>
 #include "lowered.h"
 
+/* What runs on each row of an output tile once its values are final: fn(ctx, t, i, j, at, w, y)
+ * with y = y[t; i, j .. j + w) (a <w x T> vector, or a T when w == 1), t[d] the index along
+ * batch dim d (mm->batch.ndim of them) and at = the flat index of y[t; i, j] in the output.
+ * It emits at the builder's position and may add blocks, ending in one without terminator. */
+typedef struct tj_matmul_epilogue {
+    void (*fn)(void *ctx, const LLVMValueRef *t, LLVMValueRef i, LLVMValueRef j, LLVMValueRef at, int w, LLVMValueRef y);
+    void *ctx;
+} tj_matmul_epilogue;
+
 /* Emits at b's position (new blocks appended to fn; b ends positioned after them, in a block
  * without terminator) every batch of mm: y[i,j] = +0, then y[i,j] + a[i,p]*b[p,j] for p
  * ascending (fmul, then fadd; no intrinsics, no fast-math flags), columns in <lanes x T>
  * vectors (lanes a power of two), the last columns in narrower vectors and scalars.
- * A, B, C are pointer values: the buffers of nodes mm->a, mm->b and of the matmul. */
+ * A, B, C are pointer values: the buffers of nodes mm->a, mm->b and of the matmul (NULL:
+ * y is not stored); epi (or NULL) then runs on each row of each tile. */
 void tj_lower_small_matmul(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, const tj_small_matmul *mm, int lanes,
-                           LLVMValueRef A, LLVMValueRef B, LLVMValueRef C);
+                           LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, const tj_matmul_epilogue *epi);
 
 #endif

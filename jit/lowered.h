@@ -25,7 +25,10 @@ typedef void (*tj_kernel_fn)(void **bufs, void **calls, int64_t lo, int64_t hi);
 typedef struct tj_kernel {
     int node;                /* its first node */
     int64_t range, grain;
-    int nops;                /* nodes it computes, in order: ops[0..nops) */
+    /* nodes it computes, in order: ops[0..nops); in a small matmul's kernel ops[0] is the
+     * matmul and ops[1..] its epilogue, elementwise ops of its shape applied to each output
+     * tile as it is computed */
+    int nops;
     int ops[TJ_GROUP_MAX];
     /* Full sums or maxes of a loop's values are computed in the loop: it writes the value
      * of each block of TJ_REDUCE_BLOCK elements of reduced[0..nreduced) (the reductions'
@@ -33,7 +36,7 @@ typedef struct tj_kernel {
      * the block values (from_loop: that loop's kernel index, else -1). */
     int nreduced, reduced[TJ_LOOP_REDUCE_MAX];
     int from_loop;
-    const char *ends;        /* why the group ends where it does (fused loops) */
+    const char *ends;        /* why the group ends where it does (fused loops, epilogues) */
     char name[64];
     tj_kernel_fn fn;
 } tj_kernel;
@@ -57,15 +60,16 @@ tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 
 /* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
  * runs of consecutive elementwise nodes of one shape fuse into one loop, which may absorb
- * full reductions of its values that follow (tj_kernel.reduced); a transpose read
- * only by small matmuls (which read its input in place) has no kernel; every other node
- * is a kernel of its own. stored[i]: node i's value is written to its buffer (a fused
- * value used only inside its loop, or such a transpose, is not). 0 or OOM. */
+ * full reductions of its values that follow (tj_kernel.reduced); such a run right after
+ * a small matmul, of the matmul's shape, is the matmul's epilogue (in its kernel); a
+ * transpose read only by small matmuls (which read its input in place) has no kernel;
+ * every other node is a kernel of its own. stored[i]: node i's value is written to its
+ * buffer (a fused value used only inside its kernel, or such a transpose, is not). 0 or OOM. */
 int  tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored);
 
 /* The loop nest of a fused loop: its shape with size-1 dims dropped and contiguous dims
- * merged; in[k] is the k-th value it reads from outside (a node id), st[k][d] its stride
- * along dim d (0 where broadcast). */
+ * merged; in[k] is the k-th value its elementwise ops read from outside (a node id),
+ * st[k][d] its stride along dim d (0 where broadcast). */
 typedef struct tj_loop_dims {
     int nd, nin;
     int64_t dim[TJ_MAX_DIMS];
@@ -73,6 +77,9 @@ typedef struct tj_loop_dims {
     int64_t st[TJ_GROUP_MAX_IN][TJ_MAX_DIMS];
 } tj_loop_dims;
 void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
+/* The same over the kernel's shape as it is (nd its rank, no dim dropped or merged): how a
+ * small matmul's epilogue finds its inputs' elements at an output tile. */
+void tj_kernel_loop_inputs(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
 
 /* The node is generated inline (an elementwise loop), not a call of its kernel. */
 bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);
