@@ -215,7 +215,8 @@ void         tj_function_free(tj_function *f);
 int          tj_function_set_retrace_limit(tj_function *f, int limit);
 /* Compiling. By default a new signature compiles on a thread of its own while the calls
  * run eagerly (the same bits) until its code is ready, so the first call costs only the
- * traced eager call. Env TJ_COMPILE=sync, or tj_set_background_compile(false), compiles
+ * traced eager call. That thread makes unoptimised code first (several times faster to
+ * make), then optimised code, which later calls take up; both give the same bits. Env TJ_COMPILE=sync, or tj_set_background_compile(false), compiles
  * inside the first call instead (check mode always does). Exit waits for compiles in
  * flight. Env TJ_CACHE_DIR=<dir> keeps compiled code on disk, keyed by a hash of the IR
  * and the target: a process that finds its code there compiles nothing. The directory
@@ -243,6 +244,7 @@ typedef struct tj_compile_stats {
     double codegen_ms;      /* machine code and linking */
     int    nodes, live_nodes, kernels;   /* trace nodes, after the passes, generated loops + calls */
     bool   cached;          /* the machine code came from TJ_CACHE_DIR */
+    double quick_ms;        /* a background compile's first, unoptimised code (0: none) */
     size_t arena_bytes;     /* the step's temporaries, sharing bytes by liveness; a call
                                allocates only its outputs besides */
 } tj_compile_stats;

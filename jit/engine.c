@@ -57,10 +57,9 @@ static struct {
 
     /* set by init_once, read-only afterwards */
     LLVMTargetRef   target;
-    char            triple[128], cpu[64], datalayout[256], pipeline[16];
+    char            triple[128], cpu[64], datalayout[256];
     char           *features;         /* malloc'd */
-    int             lanes, opt_level;
-    LLVMCodeGenOptLevel cg_level;
+    int             lanes, opt_level;   /* the default level (TJ_JIT_OPT) */
 
     pthread_mutex_t jit_mu;           /* guards everything below up to mu */
     LLVMOrcLLJITRef jit;
@@ -157,10 +156,13 @@ static bool has_feature(const char *features, const char *name) {
     return false;
 }
 
-/* A TM configured as the JIT's: same triple, CPU, features, codegen level, reloc and code
- * model, default TargetOptions (AllowFPOpFusion=Standard: only llvm.fmuladd fuses). */
-static LLVMTargetMachineRef make_tm(void) {
-    return LLVMCreateTargetMachine(E.target, E.triple, E.cpu, E.features, E.cg_level,
+/* A TM configured as the JIT's: same triple, CPU, features, reloc and code model, the
+ * codegen level of optimisation level `level`, default TargetOptions (AllowFPOpFusion=
+ * Standard: only llvm.fmuladd fuses). */
+static LLVMTargetMachineRef make_tm(int level) {
+    static const LLVMCodeGenOptLevel cg[4] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                              LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
+    return LLVMCreateTargetMachine(E.target, E.triple, E.cpu, E.features, cg[level],
                                    LLVMRelocDefault, LLVMCodeModelJITDefault);
 }
 
@@ -183,10 +185,6 @@ static void init_once(void) {
         }
         E.opt_level = env[0] - '0';
     }
-    static const LLVMCodeGenOptLevel cg[4] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
-                                              LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
-    E.cg_level = cg[E.opt_level];
-    snprintf(E.pipeline, sizeof E.pipeline, "default<O%d>", E.opt_level);
 
     if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
         init_fail(NULL, NULL, "LLVM has no native target for this host");
@@ -223,7 +221,7 @@ static void init_once(void) {
     if (!E.features) { init_fail(NULL, NULL, "out of memory"); return; }
 
     /* The JIT's codegen TM is built from one of ours, so the two agree (notes §3.1). */
-    LLVMTargetMachineRef tm = make_tm();
+    LLVMTargetMachineRef tm = make_tm(E.opt_level);
     if (!tm) { init_fail(NULL, NULL, "cannot create a target machine for %s", E.cpu); return; }
     LLVMOrcJITTargetMachineBuilderRef jtmb =
         LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm);   /* disposes tm */
@@ -384,8 +382,9 @@ static char *copy_text(const char *s, size_t n) {
     return p;
 }
 
-/* Counts a compile as in flight (*counted) and takes a TM for this thread's use. */
-static int begin_job(LLVMTargetMachineRef *tm, bool *counted) {
+/* Counts a compile as in flight (*counted) and takes a TM of `level` for this thread's use
+ * (the pool holds the default level's). */
+static int begin_job(int level, LLVMTargetMachineRef *tm, bool *counted) {
     pthread_mutex_lock(&E.mu);
     if (atomic_load(&E.shut)) {
         pthread_mutex_unlock(&E.mu);
@@ -393,17 +392,17 @@ static int begin_job(LLVMTargetMachineRef *tm, bool *counted) {
     }
     E.inflight++;
     *counted = true;
-    *tm = E.npool > 0 ? E.pool[--E.npool] : NULL;
+    *tm = E.npool > 0 && level == E.opt_level ? E.pool[--E.npool] : NULL;
     pthread_mutex_unlock(&E.mu);
-    if (!*tm) *tm = make_tm();
+    if (!*tm) *tm = make_tm(level);
     if (!*tm) return tj_err(TJ_ERR_JIT, "jit: cannot create a target machine for %s", E.cpu);
     return 0;
 }
 
-static void give_back_tm(LLVMTargetMachineRef tm) {
+static void give_back_tm(LLVMTargetMachineRef tm, int level) {
     if (!tm) return;
     pthread_mutex_lock(&E.mu);
-    if (E.npool < POOL_MAX) {
+    if (E.npool < POOL_MAX && level == E.opt_level) {
         E.pool[E.npool++] = tm;
         tm = NULL;
     }
@@ -458,10 +457,10 @@ static int privatise(LLVMValueRef v, const char *suffix) {
 
 /* The cache key of mod (tj_mem_alloc'd, *n bytes): what its machine code depends on, then
  * the IR as built. NULL on OOM. */
-static char *cache_key(LLVMModuleRef mod, size_t *n) {
+static char *cache_key(LLVMModuleRef mod, int level, size_t *n) {
     char head[1024];
-    int h = snprintf(head, sizeof head, "tapejit compiled code 1\nLLVM %s\n%s\n%s\n%s\n%s\n", LLVM_VERSION_STRING,
-                     E.triple, E.cpu, E.features, E.pipeline);
+    int h = snprintf(head, sizeof head, "tapejit compiled code 1\nLLVM %s\n%s\n%s\n%s\nO%d\n", LLVM_VERSION_STRING,
+                     E.triple, E.cpu, E.features, level);
     char *ir = LLVMPrintModuleToString(mod);
     size_t irlen = strlen(ir);
     char *key = tj_mem_alloc((size_t)h + irlen);
@@ -510,13 +509,15 @@ static int privatise_all(LLVMModuleRef mod, const char *suffix) {
 
 /* Optimises mod, makes the texts asked for, privatises its names and emits its object
  * file into *obj, all with this thread's tm (no lock: compiles run in parallel). */
-static int optimise_and_emit(LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *modname, const char *suffix,
+static int optimise_and_emit(LLVMModuleRef mod, LLVMTargetMachineRef tm, int level, const char *modname, const char *suffix,
                              char **ir_opt, char **asm_text, LLVMMemoryBufferRef *obj, tj_compile_times *t) {
     double t0 = now_ms();
+    char pipeline[24];
+    snprintf(pipeline, sizeof pipeline, "default<O%d>", level);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef e = LLVMRunPasses(mod, E.pipeline, tm, opts);
+    LLVMErrorRef e = LLVMRunPasses(mod, pipeline, tm, opts);
     LLVMDisposePassBuilderOptions(opts);
-    if (e) return jit_fail(e, NULL, "optimise module '%s' (%s)", modname, E.pipeline);
+    if (e) return jit_fail(e, NULL, "optimise module '%s' (%s)", modname, pipeline);
     double t1 = now_ms();
     t->passes_ms = t1 - t0;
     if (ir_opt) {
@@ -573,6 +574,12 @@ static bool warned_cache;
 int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
                   const char *const *names, void **addrs, tj_jit_code **code,
                   tj_compile_times *times, char **ir_opt, char **asm_text) {
+    return tj_engine_add_at(-1, tsc, mod, n, names, addrs, code, times, ir_opt, asm_text);
+}
+
+int tj_engine_add_at(int level, LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
+                     const char *const *names, void **addrs, tj_jit_code **code,
+                     tj_compile_times *times, char **ir_opt, char **asm_text) {
     int rc = 0;
     LLVMTargetMachineRef tm = NULL;
     LLVMMemoryBufferRef obj = NULL;
@@ -599,7 +606,12 @@ int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
     const char *id = LLVMGetModuleIdentifier(mod, &idlen);
     snprintf(modname, sizeof modname, "%.*s", (int)idlen, id);
     if ((rc = tj_engine_init()) != 0) goto out;
-    if ((rc = begin_job(&tm, &counted)) != 0) goto out;
+    if (level < 0) level = E.opt_level;
+    if (level > 3) {
+        rc = tj_err(TJ_ERR_ARG, "jit: add: optimisation level %d is not 0 to 3", level);
+        goto out;
+    }
+    if ((rc = begin_job(level, &tm, &counted)) != 0) goto out;
 
     char *msg = NULL;
     if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
@@ -622,7 +634,7 @@ int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
     /* The cache serves modules nobody asked texts of; an entry's names carry its hash, so
      * only one module made from it may be live at a time (another compiles as usual). */
     const char *dir = getenv("TJ_CACHE_DIR");
-    if (dir && *dir && !ir_opt && !asm_text && !(key = cache_key(mod, &keylen))) { rc = TJ_ERR_OOM; goto out; }
+    if (dir && *dir && !ir_opt && !asm_text && !(key = cache_key(mod, level, &keylen))) { rc = TJ_ERR_OOM; goto out; }
     pthread_mutex_lock(&E.jit_mu);
     c->hash = key ? tj_cache_hash(key, keylen) : 0;
     c->cached_names = key && !entry_in_use(c->hash);
@@ -640,7 +652,7 @@ int tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
         t.cached = true;
         t.codegen_ms = now_ms() - t0;
     } else {
-        if ((rc = optimise_and_emit(mod, tm, modname, suffix, ir_opt, asm_text, &obj, &t))) goto out;
+        if ((rc = optimise_and_emit(mod, tm, level, modname, suffix, ir_opt, asm_text, &obj, &t))) goto out;
         const char *why;
         if (c->cached_names && tj_cache_store(dir, key, keylen, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), &why)
             && !warned_cache) {
@@ -687,7 +699,7 @@ out:
     if (obj) LLVMDisposeMemoryBuffer(obj);
     if (mod) LLVMDisposeModule(mod);           /* before its context */
     if (tsc) LLVMOrcDisposeThreadSafeContext(tsc);
-    give_back_tm(tm);
+    give_back_tm(tm, level);
     if (counted) end_job();
     return rc;
 }

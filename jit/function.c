@@ -103,6 +103,8 @@ typedef struct sig {
     unsigned dump_what;
 #ifdef TJ_HAVE_JIT
     tj_lowered low;
+    tj_lowered opt;           /* optimised code compiled after quick code, until taken */
+    atomic_bool opt_ready;
 #endif
     tensor *desc;             /* per node: a header over its data, for kernels */
     void **bufs;              /* per node: its data (generated code reads this) */
@@ -197,6 +199,7 @@ static void sig_free(sig *s) {
     if (s->dump_dir) tj_mem_free(s->dump_dir, strlen(s->dump_dir) + 1);
 #ifdef TJ_HAVE_JIT
     tj_lowered_free(&s->low);
+    tj_lowered_free(&s->opt);
 #endif
     int n = s->g ? s->g->n : 0;
     tj_mem_free(s->live, sizeof(bool) * (size_t)n);
@@ -315,7 +318,8 @@ static int sig_layout(sig *s, bool share) {
     return rc;
 }
 
-static int sig_compile(tj_function *f, sig *s) {
+/* The engine's symbols, the graph passes and liveness: what every compile of s needs. */
+static int sig_prepare(sig *s) {
     int rc = tj_engine_init();
     if (!rc) rc = tj_engine_define("tj_jit_call", (void *)(uintptr_t)tj_jit_call);
     /* matmul calls the routine eager uses, by its address: never by link order */
@@ -328,31 +332,83 @@ static int sig_compile(tj_function *f, sig *s) {
     tj_graph_live(s->g, s->live);
     for (int i = 0; i < s->g->n; i++) s->stats.live_nodes += s->live[i] && s->g->nodes[i].replaced_by < 0;
     s->stats.graph_ms = tj_now_ms() - t0;
-    const char *dir = s->dump_dir;
-    unsigned what = s->dump_what;
+    if (tj_profile_on()) tj_profile_event("compile", "graph passes", t0, t0 + s->stats.graph_ms, NULL);
+    return 0;
+}
+
+/* Machine code for s's graph at `level` (-1: the default) into *out; with dumps, the
+ * dumps of every stage, of that code. */
+static int sig_code(tj_function *f, sig *s, int level, bool dumps, tj_lowered *out) {
+    unsigned what = dumps ? s->dump_what : 0;
     double t1 = tj_now_ms();
-    if ((rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), what & (TJ_DUMP_LLVM | TJ_DUMP_ASM), &s->low)))
-        return rc;
-    if ((rc = sig_bind(s)) || (rc = sig_layout(s, true))) return rc;
-    s->stats.arena_bytes = s->arena_bytes;
-    s->stats.ir_ms = s->low.ir_ms;
-    s->stats.llvm_opt_ms = s->low.times.passes_ms;
-    s->stats.codegen_ms = s->low.times.codegen_ms;
-    s->stats.kernels = s->low.kernels;
-    s->stats.cached = s->low.times.cached;
+    int rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), level, what & (TJ_DUMP_LLVM | TJ_DUMP_ASM), out);
+    if (rc) return rc;
     if (tj_profile_on()) {
-        double a = t0 + s->stats.graph_ms, b = t1 + s->stats.ir_ms, c = b + s->stats.llvm_opt_ms;
-        tj_profile_event("compile", "graph passes", t0, a, NULL);
+        double b = t1 + out->ir_ms, c = b + out->times.passes_ms;
         tj_profile_event("compile", "IR build", t1, b, NULL);
         tj_profile_event("compile", "LLVM optimisation", b, c, NULL);
-        tj_profile_event("compile", "codegen", c, c + s->stats.codegen_ms, NULL);
+        tj_profile_event("compile", "codegen", c, c + out->times.codegen_ms, NULL);
     }
+    return 0;
+}
+
+static void sig_stats(sig *s, const tj_lowered *low) {
+    s->stats.ir_ms = low->ir_ms;
+    s->stats.llvm_opt_ms = low->times.passes_ms;
+    s->stats.codegen_ms = low->times.codegen_ms;
+    s->stats.kernels = low->kernels;
+    s->stats.cached = low->times.cached;
+}
+
+static void sig_dump(tj_function *f, sig *s, const tj_lowered *low) {
     int before = tj_error_code();
-    if (what && tj_dump_compiled(dir, f->name, s->index, what, s->g, s->live, &s->low, &s->stats, s->arena_bytes)) {
+    if (s->dump_what && tj_dump_compiled(s->dump_dir, f->name, s->index, s->dump_what, s->g, s->live, low, &s->stats,
+                                         s->arena_bytes)) {
         warn("%s: could not write the dumps: %s", f->name, tj_last_error());
         if (!before) tj_clear_error();      /* a dump is a side product: the call goes on */
     }
+}
+
+/* Compiles s at `level` and binds its buffers; the final code (not a quick first tier)
+ * writes the dumps. */
+static int sig_compile(tj_function *f, sig *s, int level, bool final) {
+    int rc = sig_prepare(s);
+    if (!rc) rc = sig_code(f, s, level, final, &s->low);
+    if (!rc) rc = sig_bind(s);
+    if (!rc) rc = sig_layout(s, true);
+    if (rc) return rc;
+    s->stats.arena_bytes = s->arena_bytes;
+    sig_stats(s, &s->low);
+    if (final) sig_dump(f, s, &s->low);
+    else s->stats.quick_ms = s->low.ir_ms + s->low.times.passes_ms + s->low.times.codegen_ms;
     return 0;
+}
+
+/* The optimised code of a signature that runs quick code: into s->opt, for the caller's
+ * thread to take between calls (sig_upgrade). Keeps the quick code if it fails. */
+static void sig_optimise(tj_function *f, sig *s) {
+    int before = tj_error_code();
+    if (sig_code(f, s, -1, true, &s->opt) == 0) {
+        sig_stats(s, &s->opt);
+        sig_dump(f, s, &s->opt);
+        atomic_store(&s->opt_ready, true);
+    } else {
+        tj_lowered_free(&s->opt);
+        warn("%s: could not optimise the compiled code (%s); keeping the unoptimised code", f->name,
+             tj_has_error() ? tj_last_error() : "out of memory");
+    }
+    if (!before) tj_clear_error();
+}
+
+/* Between calls, on the caller's thread: the optimised code, if ready, replaces the quick
+ * code (the same kernels, buffers and call records: only the machine code differs). */
+static void sig_upgrade(sig *s) {
+    if (!atomic_load(&s->opt_ready)) return;
+    tj_lowered quick = s->low;
+    s->low = s->opt;
+    memset(&s->opt, 0, sizeof s->opt);
+    atomic_store(&s->opt_ready, false);
+    tj_lowered_free(&quick);
 }
 
 /* The variables written in place get storage of their own (a tape's snapshot or a view
@@ -635,10 +691,10 @@ static bool background_on(void) {
 
 /* Compiles s, or marks it to run eagerly, with a warning once per function. Runs on the
  * calling thread or on s's own; touches nothing of f but its name and warned_fallback. */
-static void compile_or_fallback(tj_function *f, sig *s) {
+static void compile_or_fallback(tj_function *f, sig *s, bool quick) {
 #ifdef TJ_HAVE_JIT
     int before = tj_error_code();
-    if (sig_compile(f, s) == 0) {
+    if (sig_compile(f, s, quick ? 0 : -1, !quick) == 0) {
         atomic_store(&s->state, SIG_READY);
         return;
     }
@@ -646,6 +702,7 @@ static void compile_or_fallback(tj_function *f, sig *s) {
         warn("%s: could not compile (%s); running eagerly", f->name, tj_has_error() ? tj_last_error() : "out of memory");
     if (!before) tj_clear_error();      /* the fallback is the answer, not an error */
 #else
+    (void)quick;
     if (!atomic_exchange(&f->warned_fallback, true))
         warn("%s: compiled mode is unavailable (built with TJ_JIT=OFF); running eagerly", f->name);
 #endif
@@ -671,10 +728,15 @@ static void register_wait(void) { atexit(wait_in_flight); }
 
 typedef struct compile_job { tj_function *f; sig *s; } compile_job;
 
+/* Tiers: unoptimised code first (level 0 compiles several times faster, and its steps
+ * are nearly as fast: the IR is explicit vectors), then the optimised code, unless the
+ * default level is 0 already. */
 static void *compile_thread(void *arg) {
     compile_job job = *(compile_job *)arg;
     tj_mem_free(arg, sizeof job);
-    compile_or_fallback(job.f, job.s);
+    bool tiers = tj_engine_opt_level() > 0;
+    compile_or_fallback(job.f, job.s, tiers);
+    if (tiers && atomic_load(&job.s->state) == SIG_READY) sig_optimise(job.f, job.s);
     pthread_mutex_lock(&flight_mu);
     if (--in_flight == 0) pthread_cond_broadcast(&flight_cv);
     pthread_mutex_unlock(&flight_mu);
@@ -701,16 +763,20 @@ static void compile_start(tj_function *f, sig *s) {
         pthread_mutex_unlock(&flight_mu);
         tj_mem_free(job, sizeof *job);
     }
-    compile_or_fallback(f, s);
+    compile_or_fallback(f, s, false);
 }
 #else
-static void compile_start(tj_function *f, sig *s) { compile_or_fallback(f, s); }
+static void compile_start(tj_function *f, sig *s) { compile_or_fallback(f, s, false); }
 #endif
 
+/* Waits for s's compiles to end and takes their final code. */
 static void sig_join(sig *s) {
     if (!s->joinable) return;
     pthread_join(s->thread, NULL);
     s->joinable = false;
+#ifdef TJ_HAVE_JIT
+    sig_upgrade(s);
+#endif
 }
 
 int tj_function_wait(tj_function *f) {
@@ -757,7 +823,7 @@ static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_
         int rc = trace(f, n_in, in_h, in, n_out, out, &s);
         if (rc) return rc;
         if (background_on() && m == TJ_MODE_JIT) compile_start(f, s);
-        else compile_or_fallback(f, s);
+        else compile_or_fallback(f, s, false);
         return 0;           /* the traced call's results are the eager results */
     }
     if (m == TJ_MODE_CHECK) sig_join(s);       /* check compares with the compiled code */
@@ -767,8 +833,8 @@ static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_
         return f->fn(f->user, n_in, in_h, n_out, out);
     }
     if (state == SIG_EAGER) return call_eager(f, n_in, in_h, n_out, out);
-    sig_join(s);                               /* ready: the thread has ended */
 #ifdef TJ_HAVE_JIT
+    sig_upgrade(s);                            /* optimised code, once the thread has it */
     if (s->shared == (m == TJ_MODE_CHECK) && sig_layout(s, m != TJ_MODE_CHECK)) return tj_error_code();
     if (m == TJ_MODE_CHECK) return check_call(f, s, n_in, in_h, in, n_out, out);
     f->last_path = "compiled";

@@ -491,7 +491,7 @@ void tj_lowered_free(tj_lowered *l) {
     memset(l, 0, sizeof *l);
 }
 
-int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, bool texts, tj_lowered *out) {
+int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, int level, bool texts, tj_lowered *out) {
     memset(out, 0, sizeof *out);
     LLVMOrcThreadSafeContextRef tsc;
     LLVMModuleRef mod;
@@ -564,7 +564,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, b
         LLVMDisposeMessage(s);
     }
     /* tj_engine_add owns tsc and mod from here, also on failure */
-    rc = tj_engine_add(tsc, mod, out->kernels + 1, names, addr, &out->code, &out->times,
+    rc = tj_engine_add_at(level, tsc, mod, out->kernels + 1, names, addr, &out->code, &out->times,
                        texts ? &out->ir_opt : NULL, texts ? &out->asm_text : NULL);
     if (rc == 0) {
         for (int k = 0; k < out->kernels; k++) out->kernel[k].fn = (tj_kernel_fn)(uintptr_t)addr[k];

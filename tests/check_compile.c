@@ -80,9 +80,37 @@ START_TEST(test_wait_then_compiled) {
     ck_assert_int_eq(tj_function_wait(f), 0);
     ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
     ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    tj_compile_stats st;               /* quick code first, then the optimised code */
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    const char *opt = getenv("TJ_JIT_OPT");
+    ck_assert_msg((st.quick_ms > 0) == !(opt && opt[0] == '0'), "quick_ms %g", st.quick_ms);
     ck_assert_int_eq(tj_function_wait(NULL), TJ_ERR_ARG);
     tj_function_free(f);
     tj_variable_free(w);
+}
+END_TEST
+
+/* Eager calls, then the quick code, then the optimised code: one training run across all
+ * three gives eager's bits. */
+START_TEST(test_tiers_give_eager_bits) {
+    tj_set_background_compile(true);
+    tj_seed(5);
+    tj_tensor *w = tj_variable(tj_full(TJ_F32, TJ_SHAPE(37), 0.5), "w");
+    tj_tensor *x = tj_rand_normal(TJ_SHAPE(37), 0, 1), *loss;
+    tj_function *f = tj_function_new("train", train_step, w);
+    int steps = 0, compiled = 0;
+    for (; compiled < 5 && steps < 1000000; steps++) {      /* until the quick code has run */
+        ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+        compiled += !strcmp(tj_function_last_path(f), "compiled");
+    }
+    ck_assert_int_eq(tj_function_wait(f), 0);                /* the optimised code */
+    for (int i = 0; i < 5; i++, steps++) ck_assert_int_eq(tj_function_call(f, 1, &x, 1, &loss), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    tj_function_free(f);
+    tj_tensor *mixed = tj_mul(w, tj_scalar(1));
+    tj_variable_free(w);
+    tj_seed(5);
+    ck_assert(same_bits(train(TJ_MODE_EAGER, steps, NULL), mixed));
 }
 END_TEST
 
@@ -344,6 +372,7 @@ Suite *compile_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_background_compile_runs_eagerly_until_ready);
     tcase_add_test(tc, test_wait_then_compiled);
+    tcase_add_test(tc, test_tiers_give_eager_bits);
     tcase_add_test(tc, test_free_while_compiling);
     tcase_add_test(tc, test_exit_while_compiling);
     tcase_add_test(tc, test_disk_cache);

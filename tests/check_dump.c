@@ -493,7 +493,7 @@ START_TEST(test_oom) {
     bool *live = calloc((size_t)g->n, sizeof(bool));
     tj_graph_live(g, live);
     tj_lowered low;
-    ck_assert_msg(tj_lower(g, live, FNAME, tj_engine_vector_lanes(), true, &low) == 0, "%s", tj_last_error());
+    ck_assert_msg(tj_lower(g, live, FNAME, tj_engine_vector_lanes(), -1, true, &low) == 0, "%s", tj_last_error());
     tj_compile_stats st = {.nodes = g->n, .kernels = low.kernels};
     const char *d = tmp_dir();
     long n;
