@@ -704,6 +704,86 @@ out:
     return rc;
 }
 
+/* ---- warming up ------------------------------------------------------------------------------- */
+
+/* LLVM creates some of its static objects on first use, and their destructors then run at
+ * exit before any exit handler registered earlier: a compile still running on another
+ * thread at exit would use them after they are gone. Compiling a small module at the
+ * default level and at 0 (the two a background compile uses) creates them now. */
+static int warm_rc;
+
+/* A loop over <lanes x float> with the kinds of instruction lowering emits: loads and
+ * stores, arithmetic, compares and selects, shuffles, lane inserts and extracts, sqrt, a
+ * call out, a stack slot. */
+static void warm_body(LLVMContextRef ctx, LLVMModuleRef mod, LLVMBuilderRef b) {
+    LLVMTypeRef ptr = LLVMPointerType(LLVMInt8TypeInContext(ctx), 0), i64 = LLVMInt64TypeInContext(ctx);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(ctx), f32 = LLVMFloatTypeInContext(ctx);
+    LLVMTypeRef vt = LLVMVectorType(f32, (unsigned)E.lanes), args[2] = {ptr, i64};
+    LLVMValueRef fn = LLVMAddFunction(mod, "warm", LLVMFunctionType(LLVMVoidTypeInContext(ctx), args, 2, 0));
+    LLVMTypeRef ext_ty = LLVMFunctionType(LLVMVoidTypeInContext(ctx), &ptr, 1, 0);
+    LLVMValueRef ext = LLVMAddFunction(mod, "tj_warm_external", ext_ty);   /* declared, never run */
+    LLVMTypeRef sqrt_ty = LLVMFunctionType(vt, &vt, 1, 0);
+    LLVMValueRef sqrt_fn = LLVMAddFunction(mod, E.lanes == 16 ? "llvm.sqrt.v16f32" : E.lanes == 8 ? "llvm.sqrt.v8f32" : "llvm.sqrt.v4f32", sqrt_ty);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(ctx, fn, "entry");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(ctx, fn, "body");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(ctx, fn, "done");
+    LLVMPositionBuilderAtEnd(b, entry);
+    LLVMValueRef slot = LLVMBuildAlloca(b, vt, "slot");
+    LLVMBuildBr(b, body);
+    LLVMPositionBuilderAtEnd(b, body);
+    LLVMValueRef i = LLVMBuildPhi(b, i64, "i");
+    LLVMValueRef p = LLVMBuildGEP2(b, vt, LLVMGetParam(fn, 0), &i, 1, "");
+    LLVMValueRef v = LLVMBuildLoad2(b, vt, p, "");
+    LLVMValueRef s = LLVMBuildFDiv(b, LLVMBuildFMul(b, v, v, ""), LLVMBuildFAdd(b, v, v, ""), "");
+    s = LLVMBuildCall2(b, sqrt_ty, sqrt_fn, &s, 1, "");
+    LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, s, v, "");
+    LLVMValueRef sel = LLVMBuildSelect(b, gt, s, v, "");
+    LLVMValueRef rev[16];
+    for (int l = 0; l < E.lanes; l++) rev[l] = LLVMConstInt(i32, (unsigned long long)(E.lanes - 1 - l), 0);
+    sel = LLVMBuildShuffleVector(b, sel, LLVMGetPoison(vt), LLVMConstVector(rev, (unsigned)E.lanes), "");
+    LLVMValueRef lane = LLVMBuildTrunc(b, i, i32, "");
+    sel = LLVMBuildInsertElement(b, sel, LLVMBuildExtractElement(b, v, lane, ""), lane, "");
+    LLVMBuildStore(b, sel, slot);
+    LLVMBuildStore(b, LLVMBuildLoad2(b, vt, slot, ""), p);
+    LLVMValueRef next = LLVMBuildAdd(b, i, LLVMConstInt(i64, 1, 0), "");
+    LLVMValueRef zero = LLVMConstInt(i64, 0, 0);
+    LLVMAddIncoming(i, &zero, &entry, 1);
+    LLVMAddIncoming(i, &next, &body, 1);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, next, LLVMGetParam(fn, 1), ""), body, done);
+    LLVMPositionBuilderAtEnd(b, done);
+    LLVMValueRef arg = LLVMGetParam(fn, 0);
+    LLVMBuildCall2(b, ext_ty, ext, &arg, 1, "");
+    LLVMBuildRetVoid(b);
+}
+
+static int warm_rc;
+
+static void warm_external(void *p) { (void)p; }
+
+static void warm_once(void) {
+    warm_rc = tj_engine_define("tj_warm_external", (void *)(uintptr_t)warm_external);
+    for (int pass = 0; pass < 2 && !warm_rc; pass++) {
+        LLVMOrcThreadSafeContextRef tsc;
+        LLVMModuleRef mod;
+        if ((warm_rc = tj_engine_module("tj_warm_up", &tsc, &mod))) return;
+        LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
+        LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+        warm_body(ctx, mod, b);
+        LLVMDisposeBuilder(b);
+        const char *name = "warm";
+        void *addr;
+        tj_jit_code *code;
+        warm_rc = tj_engine_add_at(pass ? 0 : -1, tsc, mod, 1, &name, &addr, &code, NULL, NULL, NULL);
+        tj_engine_free(code);
+    }
+}
+
+int tj_engine_warm_up(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, warm_once);
+    return warm_rc ? tj_err(TJ_ERR_JIT, "jit: warming up failed") : 0;
+}
+
 void tj_engine_free(tj_jit_code *code) {
     if (!code) return;
     pthread_mutex_lock(&E.jit_mu);

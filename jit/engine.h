@@ -57,6 +57,11 @@ int  tj_engine_add_at(int level, LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef 
                       const char *const *names, void **addrs, tj_jit_code **code,
                       tj_compile_times *times, char **ir_opt, char **asm_text);
 
+/* Compiles a small module at the default level and at 0, once per process (later calls
+ * return at once), so that LLVM's lazily made static objects exist before a caller
+ * registers an exit handler that waits for compiles on other threads. 0 or TJ_ERR_JIT. */
+int  tj_engine_warm_up(void);
+
 /* Removes the code (its resource tracker): its addresses become invalid. NULL ok.
  * Code still alive at exit is removed then; freeing its handle afterwards is fine. */
 void tj_engine_free(tj_jit_code *code);

@@ -737,6 +737,7 @@ static void *compile_thread(void *arg) {
     bool tiers = tj_engine_opt_level() > 0;
     compile_or_fallback(job.f, job.s, tiers);
     if (tiers && atomic_load(&job.s->state) == SIG_READY) sig_optimise(job.f, job.s);
+    atexit(wait_in_flight);    /* after whatever this compile made LLVM register (engine.h) */
     pthread_mutex_lock(&flight_mu);
     if (--in_flight == 0) pthread_cond_broadcast(&flight_cv);
     pthread_mutex_unlock(&flight_mu);
@@ -746,7 +747,8 @@ static void *compile_thread(void *arg) {
 /* Starts compiling s on a thread of its own; compiles here if no thread can start. */
 static void compile_start(tj_function *f, sig *s) {
     int before = tj_error_code();
-    compile_job *job = tj_engine_init() == 0 ? tj_mem_alloc(sizeof *job) : NULL;   /* engine's atexit first */
+    /* the engine's exit handler and LLVM's static objects before ours (engine.h) */
+    compile_job *job = tj_engine_init() == 0 && tj_engine_warm_up() == 0 ? tj_mem_alloc(sizeof *job) : NULL;
     if (!before) tj_clear_error();
     if (job) {
         pthread_once(&flight_once, register_wait);
