@@ -85,6 +85,19 @@ static bool in_place(const tj_graph *g, const bool *live, const tj_lowered *low,
     return true;
 }
 
+/* Output i can be computed straight into the tensor the call returns: a value of its own
+ * in a kernel (not an input, state, constant or alias), returned once and not written to a
+ * variable. */
+static bool direct_out(const tj_graph *g, const bool *live, const bool *stored, const int *first, int i) {
+    int n = tj_graph_resolve(g, g->outputs[i]);
+    if (!has_value(g, live, stored, n) || first[n] < 0) return false;
+    for (int j = 0; j < g->nout; j++)
+        if (j != i && tj_graph_resolve(g, g->outputs[j]) == n) return false;
+    for (int w = 0; w < g->nwrites; w++)
+        if (tj_graph_resolve(g, g->writes[w].node) == n) return false;
+    return true;
+}
+
 static int by_size(const void *a, const void *b) {
     const buf *x = a, *y = b;
     if (x->size != y->size) return x->size < y->size ? 1 : -1;
@@ -115,7 +128,7 @@ static int64_t place(buf *bs, int n, const buf **clash) {
 }
 
 int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, bool share,
-                   int64_t *off, int64_t *scratch, bool *inplace, size_t *bytes) {
+                   int64_t *off, int64_t *scratch, bool *inplace, bool *direct, size_t *bytes) {
     int n = g->n, nk = low->kernels, nb = 0;
     size_t cap = (size_t)(2 * n + 1);
     int *first = tj_mem_alloc(sizeof(int) * cap);
@@ -140,14 +153,19 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
     for (int k = 0; k < nk; k++) safe = safe && cannot_fail(g, &low->kernel[k]);
     for (int w = 0; w < g->nwrites; w++) {      /* before the writes' own reads (below) */
         inplace[w] = safe && in_place(g, live, low, first, last, w);
-        if (inplace[w]) first[tj_graph_resolve(g, g->writes[w].node)] = -2;   /* no buffer */
+        if (inplace[w]) off[tj_graph_resolve(g, g->writes[w].node)] = -2;   /* outside the arena */
+    }
+    for (int i = 0; i < g->nout; i++) {
+        direct[i] = share && direct_out(g, live, low->stored, first, i);
+        if (direct[i]) off[tj_graph_resolve(g, g->outputs[i])] = -2;
     }
     for (int i = 0; i < g->nwrites; i++) mark_read(g, live, low->stored, last, g->writes[i].node, nk);
     for (int i = 0; i < n; i++) {
-        if (!has_value(g, live, low->stored, i) || first[i] == -2) continue;
+        if (!has_value(g, live, low->stored, i)) continue;
         if (first[i] < 0) { first[i] = 0; last[i] = nk; }    /* in no kernel: the whole step */
         const tj_gnode *nd = &g->nodes[i];
-        bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};
+        if (off[i] != -2)
+            bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};
         int64_t nout, K;
         /* block values, while its kernel runs (from the loop that fills them, if one does) */
         int from = first[i] < nk && low->kernel[first[i]].from_loop >= 0 ? low->kernel[first[i]].from_loop : first[i];

@@ -11,12 +11,13 @@
 #include "lowered.h"
 
 /* Offsets (bytes, multiples of 64) into one arena: off[i] for node i's value and
- * scratch[i] for its reduction scratch, -1 where none. inplace[w] (per state write):
- * the value is written straight into the variable's storage (no buffer: the caller points
- * the node at the variable's data). share = false gives every buffer bytes of its own
- * and writes nothing in place (check mode reads every node's value after the step).
+ * scratch[i] for its reduction scratch, -1 where none, -2 for a value outside the arena:
+ * inplace[w] (per state write): written straight into the variable's storage; direct[i]
+ * (per output): computed straight into the tensor the call returns (the caller points
+ * those nodes at that data). share = false gives every buffer bytes of its own and keeps
+ * every value in the arena (check mode reads every node's value after the step).
  * *bytes: the arena's size. 0 or TJ_ERR_OOM. */
 int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, bool share,
-                   int64_t *off, int64_t *scratch, bool *inplace, size_t *bytes);
+                   int64_t *off, int64_t *scratch, bool *inplace, bool *direct, size_t *bytes);
 
 #endif

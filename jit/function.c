@@ -115,6 +115,7 @@ typedef struct sig {
     int *point, npoint;       /* nodes whose data changes per call: inputs, state, aliases */
     int *draws, ndraws;       /* random nodes, live or not (eager draws them all) */
     bool *inplace;            /* per state write: straight into the variable (bufplan.c) */
+    bool *direct;             /* per output: straight into the tensor returned (bufplan.c) */
     char *arena;              /* the buffers (bufplan.c) */
     size_t arena_bytes;
     bool shared;              /* planned by liveness, else each buffer its own (check mode) */
@@ -211,6 +212,7 @@ static void sig_free(sig *s) {
     tj_mem_free(s->point, sizeof(int) * (size_t)n);
     tj_mem_free(s->draws, sizeof(int) * (size_t)n);
     if (s->g) tj_mem_free(s->inplace, sizeof(bool) * (size_t)(s->g->nwrites ? s->g->nwrites : 1));
+    if (s->g) tj_mem_free(s->direct, sizeof(bool) * (size_t)(s->g->nout ? s->g->nout : 1));
     tj_mem_free(s->arena, s->arena_bytes);
     tj_graph_free(s->g);
     tj_mem_free(s, sizeof *s);
@@ -265,7 +267,8 @@ static int sig_bind(sig *s) {
     if (!(s->desc = tj_mem_calloc(sizeof(tensor) * (size_t)n)) || !(s->bufs = tj_mem_calloc(sizeof(void *) * (size_t)n)) ||
         !(s->calls = tj_mem_calloc(sizeof(void *) * (size_t)n)) || !(s->recs = tj_mem_calloc(sizeof(jit_call) * (size_t)n)) ||
         !(s->point = tj_mem_alloc(sizeof(int) * (size_t)n)) || !(s->draws = tj_mem_alloc(sizeof(int) * (size_t)n)) ||
-        !(s->inplace = tj_mem_calloc(sizeof(bool) * (size_t)(g->nwrites ? g->nwrites : 1))))
+        !(s->inplace = tj_mem_calloc(sizeof(bool) * (size_t)(g->nwrites ? g->nwrites : 1))) ||
+        !(s->direct = tj_mem_calloc(sizeof(bool) * (size_t)(g->nout ? g->nout : 1))))
         return TJ_ERR_OOM;
     for (int i = 0; i < n; i++) {
         tj_gnode *nd = &g->nodes[i];
@@ -298,7 +301,7 @@ static int sig_layout(sig *s, bool share) {
     int n = s->g->n;
     size_t bytes, nb = sizeof(int64_t) * (size_t)n;
     int64_t *off = tj_mem_alloc(nb), *scratch = tj_mem_alloc(nb);
-    int rc = off && scratch ? tj_buffer_plan(s->g, s->live, &s->low, share, off, scratch, s->inplace, &bytes) : TJ_ERR_OOM;
+    int rc = off && scratch ? tj_buffer_plan(s->g, s->live, &s->low, share, off, scratch, s->inplace, s->direct, &bytes) : TJ_ERR_OOM;
     char *arena = rc ? NULL : tj_mem_alloc(bytes + 64);
     if (!rc && !arena) rc = TJ_ERR_OOM;
     if (!rc) {
@@ -464,6 +467,13 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
     tj_graph *g = s->g;
     int rc = point_inplace(s);
     if (rc) return rc;
+    tensor *made[MAX_OUT];                     /* outputs computed straight into their tensor */
+    for (int i = 0; i < s->n_out; i++) {
+        if (!s->direct[i]) continue;
+        int n = tj_graph_resolve(g, g->outputs[i]);
+        if (!(made[i] = tj_tensor_new(g->nodes[n].dtype, &g->nodes[n].shape))) return TJ_ERR_OOM;
+        s->bufs[n] = s->desc[n].data = made[i]->data;
+    }
     sig_point(s, in);
     tj_thread *th = tj_thread_state();
     for (int k = 0; k < s->ndraws; k++) {      /* every draw eager would make, in its order */
@@ -490,9 +500,9 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
     }
     for (int i = 0; i < s->n_out; i++) {
         int id = tj_graph_resolve(g, g->outputs[i]);
-        tensor *t = tj_tensor_new(g->nodes[id].dtype, &g->nodes[id].shape);
+        tensor *t = s->direct[i] ? made[i] : tj_tensor_new(g->nodes[id].dtype, &g->nodes[id].shape);
         if (!t) return TJ_ERR_OOM;
-        memcpy(t->data, s->desc[id].data, (size_t)t->numel * tj_dtype_size(t->dtype));
+        if (!s->direct[i]) memcpy(t->data, s->desc[id].data, (size_t)t->numel * tj_dtype_size(t->dtype));
         out[i] = tj_handle(t);
     }
     for (int i = 0; i < g->nwrites && !rc; i++)

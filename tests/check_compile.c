@@ -299,6 +299,24 @@ START_TEST(test_compiled_call_allocates_only_its_outputs) {
 }
 END_TEST
 
+/* Outputs are computed straight into the tensors a call returns: a fresh one each call,
+ * and the arena holds none of them. */
+START_TEST(test_outputs_computed_into_fresh_tensors) {
+    tj_tensor *x1 = tj_full(TJ_F32, TJ_SHAPE(5000), 0.5), *x2 = tj_full(TJ_F32, TJ_SHAPE(5000), 2.0), *y1, *y2;
+    tj_function *f = tj_function_new("chain", chain_step, NULL);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(tj_function_call(f, 1, &x1, 1, &y1), 0);
+    ck_assert_int_eq(tj_function_call(f, 1, &x2, 1, &y2), 0);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    ck_assert_ptr_ne(tj_tensor_data(y1), tj_tensor_data(y2));
+    ck_assert_double_eq_tol(tu_get(y1, 4999), tanh(2.0) * 0.5, 1e-6);
+    ck_assert_double_eq_tol(tu_get(y2, 0), tanh(5.0) * 2.0, 1e-6);
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    ck_assert_uint_lt(st.arena_bytes, 5000 * 4);
+    tj_function_free(f);
+}
+END_TEST
+
 /* ---- state written in place ------------------------------------------------------------------- */
 
 /* v = v * 0.5 + x, elementwise: the new value can go straight into v's storage. */
@@ -379,6 +397,7 @@ Suite *compile_suite(void) {
     tcase_add_test(tc, test_unusable_cache_dir_compiles_anyway);
     tcase_add_test(tc, test_arena_shares_bytes_by_liveness);
     tcase_add_test(tc, test_compiled_call_allocates_only_its_outputs);
+    tcase_add_test(tc, test_outputs_computed_into_fresh_tensors);
     tcase_add_test(tc, test_state_written_in_place_keeps_old_values_for_others);
     tcase_add_test(tc, test_failed_step_leaves_state_alone);
     suite_add_tcase(s, tc);
