@@ -311,17 +311,6 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     for (int d = e->nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
 }
 
-/* A stack slot of type t in the function's entry block (promoted to a register). */
-static LLVMValueRef entry_slot(lctx *c, LLVMTypeRef t) {
-    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b), entry = LLVMGetEntryBasicBlock(c->fn);
-    LLVMValueRef first = LLVMGetFirstInstruction(entry);
-    if (first) LLVMPositionBuilderBefore(c->b, first);
-    else LLVMPositionBuilderAtEnd(c->b, entry);
-    LLVMValueRef slot = LLVMBuildAlloca(c->b, t, "acc");
-    LLVMPositionBuilderAtEnd(c->b, cur);
-    return slot;
-}
-
 /* A one-dimensional fused loop that also computes full reductions of its values
  * (k->reduced): over [lo, hi) (whole blocks but the array's last) block by block; within
  * a block, lane l of a <16 x T> accumulator takes the values at l mod 16 in order, as
@@ -345,7 +334,7 @@ static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
         for (int m = 0; m < k->nops && ar->in < 0; m++) if (k->ops[m] == tj_graph_resolve(g, ar->red->in[0])) ar->in = m;
         ar->vt = LLVMVectorType(elem_type(c, ar->red->dtype), (unsigned)L);
         ar->align = (unsigned)tj_dtype_size(ar->red->dtype);
-        ar->slot = entry_slot(c, ar->vt);
+        ar->slot = tj_lower_entry_slot(c->b, c->fn, ar->vt, "acc");
         LLVMValueRef idx = cint(c, k->reduced[r]);
         ar->scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     }

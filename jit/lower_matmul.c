@@ -97,14 +97,13 @@ static void loop_close(const mctx *c, const loop *l, int64_t n) {
     if (n > 1) loop_end(c, l);
 }
 
-/* A stack slot of type t in fn's entry block. */
-static LLVMValueRef entry_slot(const mctx *c, LLVMTypeRef t) {
-    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b), entry = LLVMGetEntryBasicBlock(c->fn);
+LLVMValueRef tj_lower_entry_slot(LLVMBuilderRef b, LLVMValueRef fn, LLVMTypeRef t, const char *name) {
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(b), entry = LLVMGetEntryBasicBlock(fn);
     LLVMValueRef first = LLVMGetFirstInstruction(entry);
-    if (first) LLVMPositionBuilderBefore(c->b, first);
-    else LLVMPositionBuilderAtEnd(c->b, entry);
-    LLVMValueRef slot = LLVMBuildAlloca(c->b, t, "rows");
-    LLVMPositionBuilderAtEnd(c->b, cur);
+    if (first) LLVMPositionBuilderBefore(b, first);
+    else LLVMPositionBuilderAtEnd(b, entry);
+    LLVMValueRef slot = LLVMBuildAlloca(b, t, name);
+    LLVMPositionBuilderAtEnd(b, cur);
     return slot;
 }
 
@@ -120,7 +119,7 @@ static void epilogue(const mctx *c, LLVMValueRef i, LLVMValueRef j, LLVMValueRef
 static void finish(const mctx *c, LLVMValueRef C, LLVMValueRef i0, int rows, LLVMValueRef j, int w,
                    const LLVMValueRef *acc) {
     LLVMTypeRef at_rows = LLVMArrayType(type_of(c, w), (unsigned)rows);
-    LLVMValueRef slot = c->epi && rows > 1 ? entry_slot(c, at_rows) : NULL;
+    LLVMValueRef slot = c->epi && rows > 1 ? tj_lower_entry_slot(c->b, c->fn, at_rows, "rows") : NULL;
     for (int r = 0; r < rows; r++) {
         LLVMValueRef i = add(c, i0, ci64(c, r)), y = add(c, mul(c, i, c->mm->n), j);   /* y[i, j] in the batch */
         LLVMValueRef idx[2] = {ci64(c, 0), ci64(c, r)};

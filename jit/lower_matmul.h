@@ -24,4 +24,8 @@ typedef struct tj_matmul_epilogue {
 void tj_lower_small_matmul(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, const tj_small_matmul *mm, int lanes,
                            LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, const tj_matmul_epilogue *epi);
 
+/* A stack slot of type t in fn's entry block (LLVM promotes it to registers), for b's
+ * current function; b stays where it was. */
+LLVMValueRef tj_lower_entry_slot(LLVMBuilderRef b, LLVMValueRef fn, LLVMTypeRef t, const char *name);
+
 #endif
