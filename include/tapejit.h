@@ -214,9 +214,10 @@ void         tj_function_free(tj_function *f);
 /* Signatures traced beyond limit (default 8) run eagerly, with a one-time warning. */
 int          tj_function_set_retrace_limit(tj_function *f, int limit);
 /* Compiling. By default a new signature compiles on a thread of its own while the calls
- * run eagerly (the same bits) until its code is ready, so the first call costs only the
- * traced eager call. That thread makes unoptimised code first (several times faster to
- * make), then optimised code, which later calls take up; both give the same bits. Env TJ_COMPILE=sync, or tj_set_background_compile(false), compiles
+ * run eagerly (the same bits) until its code is ready, so the first call costs the traced
+ * eager call (and once per process a small warm-up compile, about 9 ms, that keeps exit
+ * safe while a compile runs). That thread makes unoptimised code first (about 10x faster
+ * to make), then optimised code, which later calls take up; both give the same bits. Env TJ_COMPILE=sync, or tj_set_background_compile(false), compiles
  * inside the first call instead (check mode always does). Exit waits for compiles in
  * flight. Env TJ_CACHE_DIR=<dir> keeps compiled code on disk, keyed by a hash of the IR
  * and the target: a process that finds its code there compiles nothing. The directory
