@@ -4,7 +4,6 @@
  * kernel, and the loop nest of elementwise kernels. One place, used by the lowering
  * (lower.c) and the dumps (dump.c); plain C, no LLVM. */
 #include "lowered.h"
-#include "core/blas.h"
 #include "matmul_small.h"
 #include "math/reduce.h"
 

@@ -143,14 +143,9 @@ START_TEST(info_names_the_core) {
     const char *info = tj_blas_info();
     ck_assert_ptr_nonnull(info);
     ck_assert_msg(strlen(info) > 0, "empty info");
-    if (strstr(info, "no OpenBLAS found") || strstr(info, "naive C loops")) {
-        ck_assert_ptr_null(tj_blas_sgemm_symbol());
-        ck_assert_ptr_null(tj_blas_dgemm_symbol());
-    } else {
+    if (!strstr(info, "no OpenBLAS found") && !strstr(info, "naive C loops")) {
         ck_assert_msg(strncmp(info, "OpenBLAS", 8) == 0 && strstr(info, " core="), "info: %s",
                       info);
-        ck_assert_ptr_nonnull(tj_blas_sgemm_symbol());
-        ck_assert_ptr_nonnull(tj_blas_dgemm_symbol());
         if (before && !strstr(info, "already loaded")) {
             char want[300];
             snprintf(want, sizeof want, "OPENBLAS_CORETYPE=%s from the environment", before);

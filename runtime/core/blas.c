@@ -175,16 +175,6 @@ const char *tj_blas_info(void) {
     return lib.info;
 }
 
-void *tj_blas_sgemm_symbol(void) {
-    ensure_loaded();
-    return lib.sgemm_sym;
-}
-
-void *tj_blas_dgemm_symbol(void) {
-    ensure_loaded();
-    return lib.dgemm_sym;
-}
-
 /* ---- the C loops ------------------------------------------------------------------------
  * C[i,:] = sum_p A[i,p] * B[p,:], p ascending, so every row is computed in the same order
  * whatever the split; rows are shared out in fixed blocks of ROWS. */

@@ -21,9 +21,5 @@ void tj_blas_sgemm_naive(int64_t m, int64_t n, int64_t k, const float *A, const 
 void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
                          double *C);
 
-/* The address of cblas_sgemm / cblas_dgemm in use (cblas signature), NULL for the C
- * fallback, for the JIT to register as an explicit symbol. */
-void *tj_blas_sgemm_symbol(void);
-void *tj_blas_dgemm_symbol(void);
 
 #endif
