@@ -9,6 +9,7 @@
 #include "core/profile.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* Nodes are bump-allocated in chunks and freed together. */
@@ -184,6 +185,10 @@ void tj_no_grad_end(void) {
 }
 
 /* ---- backward ---------------------------------------------------------------------- */
+
+/* Each pass's number, unique in the process: a tensor's bw_epoch names the pass its
+ * bw_grad belongs to, whichever thread ran an earlier one. */
+static _Atomic uint64_t next_epoch = 1;
 /* The pass holds each gradient by a reference in bw_grad, not in the caller's scope: a
  * rule runs in a scope of its own, so its intermediates die when it returns, and a node's
  * output gradient is dropped once the node has passed it on, unless it is a source. The
@@ -314,7 +319,7 @@ int tj_tape_gradient(tj_tape *tape, tj_tensor *target_h, int n, tj_tensor *const
     tj_thread *th = tj_thread_state();
     uint32_t bit = 1u << tape->slot, saved = th->recording;
     th->recording &= ~bit;                  /* a tape does not record its own gradient */
-    uint64_t epoch = ++th->bw_epoch;
+    uint64_t epoch = atomic_fetch_add(&next_epoch, 1);
     int rc = 0;
     if (tj_is_variable(target) || (target->tape_mask & bit)) rc = backward(tape, target, keep, nkeep, epoch);
     else target->bw_epoch = 0;

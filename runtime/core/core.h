@@ -51,7 +51,7 @@ typedef struct tensor {
      * snapshot (var_of points back), so tj_assign copies on write and a gradient uses
      * the value the forward pass saw, as TensorFlow's ReadVariableOp. */
     struct tensor *snapshot, *var_of;
-    /* backward scratch (tape.c): valid when bw_epoch is the thread's current epoch; a
+    /* backward scratch (tape.c): valid when bw_epoch is the running pass's number; a
      * pass holds a reference on bw_grad and leaves it NULL when it returns */
     uint64_t bw_epoch;
     struct tensor *bw_grad;
@@ -152,7 +152,6 @@ typedef struct tj_thread {
     struct tj_tape *tapes[TJ_MAX_TAPES];
     uint32_t recording;         /* mask of tape slots that record now */
     int      no_grad;           /* depth of tj_no_grad_begin */
-    uint64_t bw_epoch;
     uint64_t rng_seed, rng_offset;
     const tj_trace_hooks *trace;   /* non-NULL while a tj_function traces on this thread */
     int      grad_op;              /* backward: 1 + the op whose gradient runs now, 0 if none */
