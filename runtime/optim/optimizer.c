@@ -301,7 +301,7 @@ static int update(const tj_optimizer *o, tensor *w, tensor *g, tensor *const *s,
         return assign(w, nw);
     }
     case TJ_OPT_ADAM: {
-        if (!tj_thread_state()->trace && tj_shape_equal(&g->shape, &w->shape)) return adam_fused(o, w, g, s, lr);
+        if (!tj_thread_state()->trace) return adam_fused(o, w, g, s, lr);   /* g has w's shape: check_args */
         /* m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= m lr_t / (sqrt(v) + eps), where
          * the caller folded the bias correction into lr: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) */
         tensor *m = T_ADD(s[0], T_MUL(T_SUB(g, s[0]), K(1 - o->beta1)));
