@@ -338,6 +338,75 @@ START_TEST(test_composites_forward) {
 }
 END_TEST
 
+/* ---- eager shortcuts: x * 1 is a view of x; a constant is read as one value ------------- */
+
+/* x * 1 and 1 * x give x's bits (NaN payloads, -0, subnormals, infinities), with the one as
+ * a scalar, a constant or a broadcast; the product of a variable keeps the value it had
+ * when the variable is assigned again. */
+START_TEST(test_times_one_is_the_operand) {
+    const uint32_t fb[8] = {0x7fc12345u, 0xffa00001u, 0x80000000u, 0x00000001u, 0x7f800000u, 0xff800000u,
+                            0x3f800001u, 0xc2f6e979u};
+    const uint64_t db[8] = {0x7ff8000000012345u, 0xfff4000000000001u, 0x8000000000000000u, 1u,
+                            0x7ff0000000000000u, 0xfff0000000000000u, 0x3ff0000000000001u, 0xc05edd2f1a9fbe77u};
+    for (int k = 0; k < 2; k++) {
+        tj_dtype dt = k ? TJ_F64 : TJ_F32;
+        size_t bytes = k ? sizeof db : sizeof fb;
+        tj_scope_begin();
+        tj_tensor *x = tj_tensor_from(dt, TJ_SHAPE(2, 4), k ? (const void *)db : (const void *)fb);
+        tj_tensor *ones[3] = {tj_scalar(1), tj_ones(dt, TJ_SHAPE(2, 4)),
+                              tj_broadcast_to(tj_full(dt, TJ_SHAPE(4), 1), TJ_SHAPE(2, 4))};
+        for (int i = 0; i < 3; i++) {
+            tj_tensor *p[2] = {tj_mul(x, ones[i]), tj_mul(ones[i], x)};
+            for (int j = 0; j < 2; j++) {
+                ck_assert_int_eq(tj_tensor_dtype(p[j]), dt);
+                ck_assert_int_eq(tj_tensor_numel(p[j]), 8);
+                ck_assert_msg(memcmp(tj_tensor_data(p[j]), tj_tensor_data(x), bytes) == 0,
+                              "%s: x * one %d (operand %d) changed bits", tj_dtype_name(dt), i, j);
+            }
+        }
+        /* the broadcast (4,) of ones is a (2, 4) product, not a view of the (4,) operand */
+        tj_tensor *row = tj_full(dt, TJ_SHAPE(4), 1), *col = tj_ones(dt, TJ_SHAPE(2, 1));
+        ck_assert_int_eq(tj_tensor_shape(tj_mul(row, col)).dim[0], 2);
+        ck_assert_double_eq(tu_get(tj_mul(row, col), 7), 1);
+        tj_tensor *v = tj_variable(x, "v");
+        tj_tensor *pv = tj_mul(v, tj_ones(dt, TJ_SHAPE(2, 4)));
+        ck_assert_int_eq(tj_assign(v, tj_zeros(dt, TJ_SHAPE(2, 4))), 0);
+        ck_assert_msg(memcmp(tj_tensor_data(pv), k ? (const void *)db : (const void *)fb, bytes) == 0,
+                      "%s: assigning the variable changed an earlier product", tj_dtype_name(dt));
+        ck_assert_double_eq(tu_get(v, 0), 0);
+        tj_variable_free(v);
+        tj_scope_end();
+    }
+}
+END_TEST
+
+/* Constants and broadcasts of one value, read as that value, in every elementwise shape
+ * path: small and large (split into pieces), with and without other broadcasting. */
+START_TEST(test_uniform_operands) {
+    const int64_t rows[2] = {3, 300};
+    for (int r = 0; r < 2; r++) {
+        tj_scope_begin();
+        int64_t R = rows[r], C = 100;
+        double *xv = malloc(sizeof(double) * (size_t)(R * C)), bv[100];
+        for (int64_t i = 0; i < R * C; i++) xv[i] = sin(0.37 * (double)i) * 10;
+        for (int i = 0; i < C; i++) bv[i] = cos(0.5 * i);
+        tj_tensor *x = tj_tensor_from(TJ_F64, TJ_SHAPE(R, C), xv);
+        tj_tensor *b = tj_tensor_from(TJ_F64, TJ_SHAPE(C), bv);
+        tj_tensor *three = tj_full(TJ_F64, TJ_SHAPE(R, C), 3);
+        tj_tensor *two = tj_broadcast_to(tj_tensor_from(TJ_F64, TJ_SHAPE(1), (double[]){2}), TJ_SHAPE(R, C));
+        tj_tensor *d = tj_sub(three, x), *q = tj_div(two, tj_add(three, b)), *w = tj_where(tj_greater(x, b), two, x);
+        for (int64_t i = 0; i < R * C; i++) {
+            double bi = bv[i % C];
+            ck_assert_double_eq(tu_get(d, i), 3 - xv[i]);
+            ck_assert_double_eq(tu_get(q, i), 2 / (3 + bi));
+            ck_assert_double_eq(tu_get(w, i), xv[i] > bi ? 2 : xv[i]);
+        }
+        free(xv);
+        tj_scope_end();
+    }
+}
+END_TEST
+
 Suite *ops_suite(void) {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("forward");
@@ -359,5 +428,9 @@ Suite *ops_suite(void) {
     tcase_add_test(order, test_column_reductions_match_one_at_a_time);
     tcase_add_test(order, test_transpose_last_two_tiled);
     suite_add_tcase(s, order);
+    TCase *shortcut = tcase_create("shortcuts");
+    tcase_add_test(shortcut, test_times_one_is_the_operand);
+    tcase_add_test(shortcut, test_uniform_operands);
+    suite_add_tcase(s, shortcut);
     return s;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 Suite *tape_suite(void);
 
@@ -1000,6 +1001,124 @@ START_TEST(recording_tapes_keep_what_a_pass_made) {
 }
 END_TEST
 
+/* ---- eager shortcuts: the same bits as the ops, fewer passes ------------------------------- */
+
+/* n values for gradient rules: zero, signs, saturating magnitudes, tiny, huge */
+#define NS 12
+static const double sv[NS] = {0.0, -0.0, 0.5, -0.75, 3.0, -4.5, 12.0, -30.0, 1e-6, -3e-20, 88.0, -1e3};
+static const double sw[NS] = {1.5, -2.0, 0.25, 3.0, -0.125, 7.0, 1e-3, -1.0, 2.0, 5.0, -0.5, 0.75};
+
+static bool same_bits(tj_tensor *a, tj_tensor *b) {
+    size_t es = tj_tensor_dtype(a) == TJ_F64 ? 8 : 4;
+    return tj_tensor_numel(a) == tj_tensor_numel(b) &&
+           memcmp(tj_tensor_data(a), tj_tensor_data(b), es * (size_t)tj_tensor_numel(a)) == 0;
+}
+
+/* Whether the profile file at path names an op. */
+static bool profile_names(const char *path, const char *op) {
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char want[64];
+    snprintf(want, sizeof want, "\"name\": \"%s\"", op);
+    return strstr(buf, want) != NULL;
+}
+
+/* The gradient of sum(act(x) * w) for x: with nothing recording the pass (tanh and sigmoid
+ * backward run as one pass each, named tanh_grad and sigmoid_grad in a profile), and with an
+ * outer tape recording it (the rules' ops). Same bits, and the formula in double. */
+START_TEST(fused_tanh_and_sigmoid_gradients_are_the_ops_bits) {
+    for (int k = 0; k < 2; k++) {
+        tj_dtype dt = float_dtypes[k];
+        for (int act = 0; act < 2; act++) {
+            begin_test();
+            tj_tensor *x = from_d(dt, TJ_SHAPE(NS), sv), *w = from_d(dt, TJ_SHAPE(NS), sw), *g[2];
+            for (int rec = 0; rec < 2; rec++) {
+                char path[64];
+                snprintf(path, sizeof path, "/tmp/tj_fused_grad_%d.json", (int)getpid());
+                ck_assert_int_eq(tj_profile_start(path), 0);
+                tj_tape *outer = rec ? tape_new(TJ_TAPE_PERSISTENT) : NULL;
+                if (outer) tj_tape_watch(outer, x);
+                tj_tape *tape = tape_new(0);
+                tj_tape_watch(tape, x);
+                tj_tensor *y = act ? tj_sigmoid(x) : tj_tanh(x);
+                ck_assert_int_eq(tj_tape_gradient(tape, sum_all(tj_mul(y, w)), 1, &x, &g[rec]), 0);
+                tape_free(tape);
+                if (outer) tape_free(outer);
+                ck_assert_int_eq(tj_profile_stop(), 0);
+                const char *fused = act ? "sigmoid_grad" : "tanh_grad";
+                ck_assert_msg(profile_names(path, fused) == !rec, "%s %s a recorded pass", fused, rec ? "ran in" : "missing from");
+                remove(path);
+            }
+            ck_assert_msg(same_bits(g[0], g[1]), "%s %s: the one-pass gradient differs from the ops'",
+                          act ? "sigmoid" : "tanh", tj_dtype_name(dt));
+            double ref[NS];
+            for (int i = 0; i < NS; i++) {
+                double t = act ? 1 / (1 + exp(-sv[i])) : tanh(sv[i]);
+                ref[i] = sw[i] * (act ? t * (1 - t) : 1 - t * t);
+            }
+            expect_close(g[0], dt, TJ_SHAPE(NS), ref, atol_of(dt), 1e-5, "d act(x) w / dx");
+            end_test();
+        }
+    }
+}
+END_TEST
+
+/* d sum(x*x*w)/dx = 2xw, as the two equal products g*x added: the rule computes g*x once. */
+START_TEST(square_gradient_is_twice_the_product) {
+    begin_test();
+    tj_tensor *x = from_d(TJ_F32, TJ_SHAPE(NS), sv), *w = from_d(TJ_F32, TJ_SHAPE(NS), sw), *g;
+    tj_tape *tape = tape_new(0);
+    tj_tape_watch(tape, x);
+    ck_assert_int_eq(tj_tape_gradient(tape, sum_all(tj_mul(tj_mul(x, x), w)), 1, &x, &g), 0);
+    tape_free(tape);
+    const float *gd = tj_tensor_data(g);
+    for (int i = 0; i < NS; i++) {
+        float p = (float)sw[i] * (float)sv[i];
+        ck_assert_msg(gd[i] == p + p, "element %d: %.9g, expected %.9g", i, gd[i], p + p);
+    }
+    end_test();
+}
+END_TEST
+
+/* Gradients accumulate in place into buffers only the pass holds: the values are the sum in
+ * order of the contributions, a persistent tape gives the same bits again, and a uniform
+ * gradient added to in place is read as the new values afterwards. */
+START_TEST(accumulation_in_place_keeps_values) {
+    double xv[NS];
+    for (int i = 0; i < NS; i++) xv[i] = fmax(-30, fmin(30, sv[i]));    /* exp stays finite */
+    for (int k = 0; k < 2; k++) {
+        tj_dtype dt = float_dtypes[k];
+        begin_test();
+        tj_tensor *x = from_d(dt, TJ_SHAPE(NS), xv), *w = from_d(dt, TJ_SHAPE(NS), sw), *g[2];
+        tj_tape *tape = tape_new(TJ_TAPE_PERSISTENT);
+        tj_tape_watch(tape, x);
+        /* x's contributions in backward order: 1 (the sum of x: a uniform, added to in place
+         * next), w, 3w, exp(x) */
+        tj_tensor *y = sum_all(tj_exp(x));
+        y = tj_add(y, sum_all(tj_mul(tj_mul(x, w), tj_scalar(3))));
+        y = tj_add(y, sum_all(tj_mul(x, w)));
+        y = tj_add(y, sum_all(x));
+        ck_assert_int_eq(tj_tape_gradient(tape, y, 1, &x, &g[0]), 0);
+        ck_assert_int_eq(tj_tape_gradient(tape, y, 1, &x, &g[1]), 0);
+        tape_free(tape);
+        ck_assert_msg(same_bits(g[0], g[1]), "a second pass of a persistent tape differs");
+        double ref[NS], twice[NS];
+        for (int i = 0; i < NS; i++) {
+            ref[i] = exp(xv[i]) + 3 * sw[i] + 1 + sw[i];
+            twice[i] = 2 * ref[i];
+        }
+        expect_close(g[0], dt, TJ_SHAPE(NS), ref, atol_of(dt), rtol_of(dt), "accumulated gradient");
+        expect_close(tj_mul(g[0], tj_scalar(2)), dt, TJ_SHAPE(NS), twice, atol_of(dt), rtol_of(dt),
+                     "twice the accumulated gradient");
+        end_test();
+    }
+}
+END_TEST
+
 /* ---- composites ---------------------------------------------------------------------------- */
 
 /* mean over axis 1 of (2,3): each input gets 1/3; over everything: 1/6. */
@@ -1172,6 +1291,13 @@ Suite *tape_suite(void) {
     tcase_add_test(c, gradients_belong_to_the_callers_scope);
     tcase_add_test(c, gradients_of_target_and_intermediate_sources);
     tcase_add_test(c, recording_tapes_keep_what_a_pass_made);
+    suite_add_tcase(s, c);
+
+    c = tcase_create("eager_shortcuts");
+    tcase_add_checked_fixture(c, setup, teardown);
+    tcase_add_test(c, fused_tanh_and_sigmoid_gradients_are_the_ops_bits);
+    tcase_add_test(c, square_gradient_is_twice_the_product);
+    tcase_add_test(c, accumulation_in_place_keeps_values);
     suite_add_tcase(s, c);
 
     c = tcase_create("errors");

@@ -90,15 +90,25 @@ static int add_node(tj_tape *tape, tj_op op, int nin, tensor *const *in, tensor 
     return 0;
 }
 
+/* The tape slots that record an op reading in[]: those tracking an input (every recording
+ * tape for a variable or its snapshot). */
+static uint32_t record_mask(const tj_thread *th, int nin, tensor *const *in) {
+    uint32_t rec = th->no_grad ? 0 : th->recording, m = 0;
+    for (int i = 0; i < nin && rec; i++) m |= tj_is_variable(in[i]) || in[i]->var_of ? rec : in[i]->tape_mask;
+    return m & rec;
+}
+
+bool tj_records(int nin, tensor *const *in) {
+    const tj_thread *th = tj_thread_state();
+    return th->trace || record_mask(th, nin, in);
+}
+
 int tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr) {
     if (tj_profile_on()) tj_profile_op(tj_ops[op]->name, nin, in, out);   /* eager only: compiled steps never record */
     tj_thread *th = tj_thread_state();
     if (th->trace && th->trace->op(th->tracer, (int)op, nin, in, out, attr)) return TJ_ERR_OOM;
-    uint32_t rec = th->no_grad ? 0 : th->recording;
-    if (!rec || !tj_ops[op]->grad || !tj_dtype_is_float(out->dtype)) return 0;
-    uint32_t m = 0;
-    for (int i = 0; i < nin; i++) m |= tj_is_variable(in[i]) || in[i]->var_of ? rec : in[i]->tape_mask;
-    m &= rec;
+    if (!tj_ops[op]->grad || !tj_dtype_is_float(out->dtype)) return 0;
+    uint32_t m = record_mask(th, nin, in);
     while (m) {
         int slot = __builtin_ctz(m);
         m &= m - 1;
@@ -211,10 +221,22 @@ static void set_grad(tensor *t, tensor *g, uint64_t epoch) {
     t->bw_grad = g;
 }
 
+/* Adds g to the gradient acc in place when only the pass holds acc and its storage and
+ * nothing records the add: no new block, and acc's lines are in cache already. */
+static bool add_in_place(tensor *acc, tensor *g) {
+    tensor *in[2] = {acc, g};
+    if (acc == g || acc->refs != 1 || acc->st->refs != 1 || acc->dtype != g->dtype ||
+        !tj_shape_equal(&acc->shape, &g->shape) || tj_records(2, in))
+        return false;
+    tj_t_ew_in_place(TJ_OP_ADD, 2, in);
+    return true;
+}
+
 static int accumulate(tensor *t, tensor *g, uint64_t epoch) {
     g = tj_t_sum_to(g, &t->shape);
     if (g && t->bw_epoch == epoch) {
         assert(t->bw_grad);             /* not dropped yet: its node comes later */
+        if (add_in_place(t->bw_grad, g)) return 0;
         g = T_ADD(t->bw_grad, g);
     }
     if (!g) return -1;

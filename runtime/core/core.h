@@ -31,7 +31,9 @@ typedef struct storage {
     /* data follows; a fresh tensor's header may sit between (TJ_T_EMBEDDED) */
 } storage;
 
-enum { TJ_T_VARIABLE = 1, TJ_T_EMBEDDED = 2 };
+/* TJ_T_UNIFORM: every element equals the first (a constant or a broadcast of one value,
+ * whose data nothing writes again): eager kernels read it as one value. */
+enum { TJ_T_VARIABLE = 1, TJ_T_EMBEDDED = 2, TJ_T_UNIFORM = 4 };
 
 typedef struct tensor {
     uint64_t handle;      /* the public handle; 0 once the user's lifetime ended */

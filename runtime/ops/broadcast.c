@@ -4,12 +4,16 @@
 
 #include <string.h>
 
-static void copy_run(int64_t n, const void *const *in, const int64_t *s, void *out, size_t es) {
-    const char *x = in[0];
-    for (int64_t i = 0; i < n; i++) memcpy((char *)out + i * (int64_t)es, x + i * s[0] * (int64_t)es, es);
-}
-static void copy_f32(int64_t n, const void *const *in, const int64_t *s, void *out) { copy_run(n, in, s, out, 4); }
-static void copy_f64(int64_t n, const void *const *in, const int64_t *s, void *out) { copy_run(n, in, s, out, 8); }
+/* A row: a copy of n values (stride 1) or n copies of one (stride 0). */
+#define COPY_ROW(fname, T)                                                              \
+    static void fname(int64_t n, const void *const *in, const int64_t *s, void *out) {  \
+        if (s[0]) { memcpy(out, in[0], (size_t)n * sizeof(T)); return; }               \
+        T v, *y = out;                                                                  \
+        memcpy(&v, in[0], sizeof v);                                                    \
+        for (int64_t i = 0; i < n; i++) y[i] = v;                                       \
+    }
+COPY_ROW(copy_f32, uint32_t)
+COPY_ROW(copy_f64, uint64_t)
 
 /* Rows of out's last dim, each copied from t with stride 0 where t has size 1. */
 static int broadcast_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *out) {
@@ -53,6 +57,7 @@ tensor *tj_t_broadcast(tensor *t, const tj_shape *shape) {
                       tj_shape_str(&t->shape, a, sizeof a), tj_shape_str(shape, b, sizeof b)), NULL;
     tensor *out = tj_tensor_new(t->dtype, shape);
     if (!out || broadcast_exec(NULL, 1, &t, out)) return NULL;
+    if (t->numel == 1 || (t->flags & TJ_T_UNIFORM)) out->flags |= TJ_T_UNIFORM;
     if (tj_record(TJ_OP_BROADCAST, 1, &t, out, NULL)) return NULL;
     return out;
 }

@@ -4,6 +4,7 @@
  * hands the runs to the op's kernel, split into fixed pieces for the thread pool.
  * Op files never see broadcasting; the tape undoes it for gradients (tj_t_sum_to). */
 #include "op.h"
+#include "core/profile.h"
 
 #include <string.h>
 
@@ -15,6 +16,7 @@ tensor *tj_t_full(tj_dtype dt, const tj_shape *shape, double v) {
     case TJ_F64: { double *p = t->data; for (int64_t i = 0; i < t->numel; i++) p[i] = v; break; }
     case TJ_I32: { int32_t *p = t->data; int32_t iv = tj_f2i(v); for (int64_t i = 0; i < t->numel; i++) p[i] = iv; break; }
     }
+    t->flags |= TJ_T_UNIFORM;
     return t;
 }
 
@@ -78,10 +80,20 @@ static void ew_task(void *ctx, int64_t t) {
     }
 }
 
-static void ew_execute(tj_run_fn run, int nin, tensor *const *in, tensor *out) {
+static void ew_execute(tj_run_fn run, int nin, tensor *const *in_, tensor *out) {
     bool flat = true;            /* every input is the whole output or one value */
     int64_t s[MAXIN];
     const void *ptr[MAXIN];
+    tensor one[MAXIN], *in[MAXIN];  /* a uniform input is read as its one value (a scalar) */
+    for (int k = 0; k < nin; k++) {
+        in[k] = in_[k];
+        if ((in[k]->flags & TJ_T_UNIFORM) && in[k]->numel > 1) {
+            one[k] = *in[k];
+            one[k].shape.ndim = 0;
+            one[k].numel = 1;
+            in[k] = &one[k];
+        }
+    }
     for (int k = 0; k < nin; k++) {
         flat = flat && (in[k]->numel == out->numel ? tj_shape_equal(&in[k]->shape, &out->shape)
                                                    : in[k]->numel == 1);
@@ -158,6 +170,30 @@ int tj_exec(tj_op op, const tj_attr *attr, int nin, tensor *const *in, tensor *o
 
 static bool is_py_scalar(const tensor *t) { return t->shape.ndim == 0 && t->dtype == TJ_F32; }
 
+/* The operand a of a * 1 or 1 * a (float, a of the product's shape, nothing records), else
+ * NULL: the product is a, bit for bit (a signaling NaN stays signaling), so it is a view. */
+static tensor *times_one(tensor *const *in, const tj_shape *shape) {
+    for (int k = 0; k < 2; k++) {
+        const tensor *c = in[k];
+        if (!(c->numel == 1 || (c->flags & TJ_T_UNIFORM)) || !tj_shape_equal(&in[1 - k]->shape, shape)) continue;
+        double v = c->dtype == TJ_F32 ? *(const float *)c->data : *(const double *)c->data;
+        if (v == 1.0 && !tj_records(2, in)) return in[1 - k];
+    }
+    return NULL;
+}
+
+/* The broadcast shape of in[]: in[0]'s own while no input broadcasts (no copy), else *buf;
+ * NULL (error set) when they do not broadcast. */
+static const tj_shape *out_shape(const char *name, int nin, tensor *const *in, tj_shape *buf) {
+    const tj_shape *shape = &in[0]->shape;
+    for (int k = 1; k < nin; k++) {
+        if (tj_shape_equal(shape, &in[k]->shape)) continue;
+        if (tj_broadcast_shape(shape, &in[k]->shape, buf, name)) return NULL;
+        shape = buf;
+    }
+    return shape;
+}
+
 tensor *tj_t_ew(tj_op op, int nin, tensor *const *in_) {
     const tj_op_info *info = tj_ops[op];
     tensor *in[MAXIN] = {NULL};
@@ -184,18 +220,35 @@ tensor *tj_t_ew(tj_op op, int nin, tensor *const *in_) {
     if (!run)
         return tj_err(TJ_ERR_DTYPE, "%s: dtype %s is not supported%s", info->name, tj_dtype_name(dt),
                       dt == TJ_I32 ? " (cast to float32 first)" : ""), NULL;
-    /* the output shape, read in place while no input broadcasts (no copy) */
-    const tj_shape *shape = &in[0]->shape;
     tj_shape bshape;
-    for (int k = 1; k < nin; k++) {
-        if (tj_shape_equal(shape, &in[k]->shape)) continue;
-        if (tj_broadcast_shape(shape, &in[k]->shape, &bshape, info->name)) return NULL;
-        shape = &bshape;
+    const tj_shape *shape = out_shape(info->name, nin, in, &bshape);
+    if (!shape || (info->check && info->check(NULL, in, NULL))) return NULL;
+    tensor *same = op == TJ_OP_MUL && dt != TJ_I32 ? times_one(in, shape) : NULL;
+    if (same) {
+        tensor *view = tj_tensor_view(same, shape);
+        if (view && tj_profile_on()) tj_profile_op(info->name, nin, in, view);
+        return view;
     }
-    if (info->check && info->check(NULL, in, NULL)) return NULL;
     tensor *out = tj_tensor_new(dt, shape);
     if (!out) return NULL;
     ew_execute(run, nin, in, out);
     if (tj_record(op, nin, in, out, NULL)) return NULL;
+    return out;
+}
+
+void tj_t_ew_in_place(tj_op op, int nin, tensor *const *in) {
+    if (tj_profile_on()) tj_profile_op_begin(in[0]);
+    in[0]->flags &= ~(uint32_t)TJ_T_UNIFORM;
+    ew_execute(tj_ops[op]->run[in[0]->dtype], nin, in, in[0]);
+    if (tj_profile_on()) tj_profile_op(tj_ops[op]->name, nin, in, in[0]);
+}
+
+tensor *tj_t_ew_fused(const char *name, const tj_run_fn run[2], int nin, tensor *const *in) {
+    tj_shape bshape;
+    const tj_shape *shape = out_shape(name, nin, in, &bshape);
+    tensor *out = shape ? tj_tensor_new(in[0]->dtype, shape) : NULL;
+    if (!out) return NULL;
+    ew_execute(run[in[0]->dtype == TJ_F64], nin, in, out);
+    if (tj_profile_on()) tj_profile_op(name, nin, in, out);
     return out;
 }

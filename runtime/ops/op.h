@@ -77,6 +77,16 @@ int     tj_exec(tj_op op, const tj_attr *attr, int nin, tensor *const *in, tenso
 int     tj_reduce_exec(tj_op op, const tj_attr *attr, tensor *t, tensor *out);
 /* Records out = op(in) on every tape that tracks an input (no-op otherwise). */
 int     tj_record(tj_op op, int nin, tensor *const *in, tensor *out, const tj_attr *attr);
+/* Whether an op reading in[] would be recorded: a trace runs, or a tape tracks an input. */
+bool    tj_records(int nin, tensor *const *in);
+/* A gradient rule's composition of elementwise ops as one pass, for when nothing records
+ * (!tj_records(nin, in)): run[dtype] must do the ops' float operations in their order, so
+ * the bits are the ops'. Inputs of one float dtype, broadcast as tj_t_ew does; profiled
+ * under name; NULL (error set) on OOM. */
+tensor *tj_t_ew_fused(const char *name, const tj_run_fn run[2], int nin, tensor *const *in);
+/* in[0] = op(in) in place, for a caller holding in[0]'s only reference and storage when
+ * nothing records; the inputs have in[0]'s dtype, and shapes that broadcast to its own. */
+void    tj_t_ew_in_place(tj_op op, int nin, tensor *const *in);
 /* Resolves n public handles for op; false (with the error kept) if any is bad. Inline,
  * so the resolved pointers stay in registers: out of line, the caller reloaded them as
  * one 16-byte load from two 8-byte stores, a store-forwarding stall that was a fifth of

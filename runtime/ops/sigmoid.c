@@ -4,10 +4,18 @@
 TJ_EW1(sigmoid_f32, float, tj_m_sigmoidf(x0))
 TJ_EW1(sigmoid_f64, double, tj_m_sigmoid(x0))
 
-/* d(sigmoid a)/da = g * y * (1 - y) */
+/* g * (y * (1 - y)), as the ops below compute it, in one pass */
+TJ_EW2(sigmoid_bw_f32, float, x0 * (x1 * (1.0f - x1)))
+TJ_EW2(sigmoid_bw_f64, double, x0 * (x1 * (1.0 - x1)))
+
+/* d(sigmoid a)/da = g * y * (1 - y): the ops when a trace or tape records them, else one
+ * pass */
 static int sigmoid_grad(const tj_node *n, tensor *g, tensor **gin) {
-    tensor *y = n->out;
-    gin[0] = T_MUL(g, T_MUL(y, T_SUB(tj_t_one_like(y), y)));
+    tensor *y = n->out, *in[2] = {g, y};
+    if (g->dtype == y->dtype && !tj_records(2, in))
+        gin[0] = tj_t_ew_fused("sigmoid_grad", (const tj_run_fn[2]){sigmoid_bw_f32, sigmoid_bw_f64}, 2, in);
+    else
+        gin[0] = T_MUL(g, T_MUL(y, T_SUB(tj_t_one_like(y), y)));
     return gin[0] ? 0 : -1;
 }
 
