@@ -155,16 +155,19 @@ END_TEST
 START_TEST(test_transpose_last_two_tiled) {
     tj_scope_begin();
     const tj_dtype dts[] = {TJ_F32, TJ_F64, TJ_I32};
-    for (size_t d = 0; d < 3; d++) {
-        tj_tensor *x = tj_cast(tj_mul(tj_rand_normal(TJ_SHAPE(3, 70, 45), 0, 1), tj_scalar(100)), dts[d]);
-        int perm[3] = {0, 2, 1};
-        tj_tensor *y = tj_transpose(x, perm);
-        ck_assert_int_eq(tj_tensor_shape(y).dim[1], 45);
-        for (int b = 0; b < 3; b++)
-            for (int i = 0; i < 70; i++)
-                for (int j = 0; j < 45; j++)
-                    ck_assert_double_eq(tu_get(y, (b * 45 + j) * 70 + i), tu_get(x, (b * 70 + i) * 45 + j));
-    }
+    const int64_t shapes[3][3] = {{3, 70, 45}, {2, 64, 128}, {1, 7, 9}};   /* edges, whole blocks, no block */
+    for (size_t d = 0; d < 3; d++)
+        for (int k = 0; k < 3; k++) {
+            int64_t B = shapes[k][0], R = shapes[k][1], C = shapes[k][2];
+            tj_tensor *x = tj_cast(tj_mul(tj_rand_normal(TJ_SHAPE(B, R, C), 0, 1), tj_scalar(100)), dts[d]);
+            int perm[3] = {0, 2, 1};
+            tj_tensor *y = tj_transpose(x, perm);
+            ck_assert_int_eq(tj_tensor_shape(y).dim[1], C);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t i = 0; i < R; i++)
+                    for (int64_t j = 0; j < C; j++)
+                        ck_assert_double_eq(tu_get(y, (b * C + j) * R + i), tu_get(x, (b * R + i) * C + j));
+        }
     tj_scope_end();
 }
 END_TEST
