@@ -217,6 +217,32 @@ static int make_w2(mlp *net, batches *bs) {
     return 0;
 }
 
+/* ms of W2's eight products alone (median), as its compiled step calls BLAS: the step's
+ * floor on this machine. a[i] (m x k) @ b[i] (k x n), transposes made beforehand. */
+static double w2_matmul_ms(int reps) {
+    static const int mkn[8][3] = {{128, 784, 512}, {128, 512, 512}, {128, 512, 10},   /* forward */
+                                  {128, 10, 512},  {512, 128, 10},  {128, 512, 512},  /* dx, dW */
+                                  {512, 128, 512}, {784, 128, 512}};
+    tj_scope_begin();
+    tj_tensor *a[8], *b[8];
+    for (int i = 0; i < 8; i++) {
+        a[i] = tj_rand_normal(TJ_SHAPE(mkn[i][0], mkn[i][1]), 0, 1);
+        b[i] = tj_rand_normal(TJ_SHAPE(mkn[i][1], mkn[i][2]), 0, 1);
+    }
+    double *ts = malloc(sizeof(double) * (size_t)reps);
+    for (int r = 0; r < 5 + reps; r++) {
+        tj_scope_begin();
+        double t0 = now_ns();
+        for (int i = 0; i < 8; i++) tj_matmul(a[i], b[i]);
+        if (r >= 5) ts[r - 5] = now_ns() - t0;
+        tj_scope_end();
+    }
+    double med = median(ts, reps) / 1e6;
+    free(ts);
+    tj_scope_end();
+    return med;
+}
+
 static int train_bench(const char *name, tj_mode mode, int warm, int steps, bool us) {
     mlp net;
     batches bs;
@@ -241,6 +267,11 @@ static int train_bench(const char *name, tj_mode mode, int warm, int steps, bool
     double med = median(ts, steps);
     emit(name, mname, "step_time", us ? med / 1e3 : med / 1e6, us ? "us" : "ms");
     if (!us) emit(name, mname, "samples_per_s", 128.0 / (med * 1e-9), "samples/s");
+    if (!strcmp(name, "w2") && mode == TJ_MODE_JIT) {
+        double mm = w2_matmul_ms(steps);
+        emit(name, "matmuls only", "step_time", mm, "ms");
+        emit(name, "jit vs matmuls only", "step_time_ratio", med / 1e6 / mm, "x");
+    }
     emit_peak(name, mode, f, 2, (tj_tensor *[]){bs.x[0], bs.y[0]}, 1);
     free(ts);
     tj_function_free(f);
