@@ -5,6 +5,7 @@
 #include "core.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
 #include <pthread.h>
 
 #include <stdio.h>
@@ -139,6 +140,19 @@ static void *small_take(size_t n) {
     return b;
 }
 
+/* Blocks of 2 MB and up start on a 2 MB boundary and ask for transparent huge pages
+ * (Linux's default is to give them only where asked): one TLB entry per 2 MB instead of
+ * 512. W3's eager step, 4 MB tensors, went from 3.5-3.75 to 3.33-3.39 ms. The slack before
+ * the boundary is address space only, never touched. */
+#define HUGE_MIN ((size_t)2 << 20)
+
+static void *huge_alloc(size_t n) {
+    void *p;
+    if (posix_memalign(&p, HUGE_MIN, n)) return NULL;
+    madvise(p, n / HUGE_MIN * HUGE_MIN, MADV_HUGEPAGE);   /* a hint: failure changes nothing */
+    return p;
+}
+
 static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     (void)ud;
     if (nsize == 0) {
@@ -154,6 +168,7 @@ static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
     if (ptr && osize <= SMALL_MAX && nsize <= SMALL_MAX && small_class(osize ? osize : 1) == small_class(nsize))
         return ptr;
+    if (!ptr && nsize >= HUGE_MIN) return huge_alloc(nsize);
     return realloc(ptr, nsize <= SMALL_MAX ? (small_class(nsize) + 1) * 64 : nsize);
 }
 
