@@ -1,26 +1,21 @@
 /* function.c: tj_function, the user-facing compiled function. Per signature (dtypes and
- * shapes of the inputs, n_out, call flags) it traces one eager call, then compiles it
- * (graph passes, lower.c), on a thread of its own by default while calls run eagerly, and
- * replays it: parameters, state and constants are bound to node buffers, temporaries live
- * in an arena planned by liveness (bufplan.c), random draws reserve the same generator
- * positions eager would, outputs are copied into the caller's scope, and state writes go
- * through tj_variable_write or straight into the variable. Check mode runs both ways and
- * names the first node whose bits differ. Without the JIT (TJ_JIT=OFF) or when LLVM
- * fails, calls run eagerly with a one-time warning. */
-#include "graph.h"
+ * shapes of the inputs, n_out, call flags) it traces one eager call, has it compiled
+ * (compile.c: on a thread of its own by default while calls run eagerly), and replays it:
+ * parameters, state and constants are bound to node buffers, temporaries live in an arena
+ * planned by liveness (bufplan.c), random draws reserve the same generator positions eager
+ * would, outputs are computed into the caller's new tensors, and state writes go through
+ * tj_variable_write or straight into the variable. Check mode is check.c. Without the JIT
+ * (TJ_JIT=OFF) or when LLVM fails, calls run eagerly with a one-time warning. */
+#include "signature.h"
 #include "dump.h"
 #include "core/profile.h"
 #include "core/rng.h"
-#include "math/reduce.h"
 #ifdef TJ_HAVE_JIT
 #include "lower.h"
 #include "bufplan.h"
-#include "core/blas.h"
 #endif
 
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +50,7 @@ tj_mode tj_get_mode(void) {
     return (tj_mode)m;
 }
 
-static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warn(const char *fmt, ...) {
+void tj_jit_warn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("tapejit: warning: ", stderr);
@@ -67,77 +61,10 @@ static void warn(const char *fmt, ...) {
 
 /* ---- compiled signatures ----------------------------------------------------------------- */
 
-/* What generated code calls for a node it does not emit inline: the op's eager kernel. */
-typedef struct jit_call {
-    tj_op    op;
-    int      nin;
-    tj_attr *attr;
-    tensor **in;
-    tensor  *out;
-    int     *failed;
-} jit_call;
-
-void tj_jit_call(jit_call *c);
 void tj_jit_call(jit_call *c) {
     const tj_op_info *info = tj_ops[c->op];
     if ((info->check && info->check(c->attr, c->in, c->out)) || tj_exec(c->op, c->attr, c->nin, c->in, c->out)) *c->failed = 1;
 }
-
-#define MAX_IN 16             /* inputs and outputs of a compiled signature; more run eagerly */
-#define MAX_OUT 64
-
-enum { SIG_COMPILING, SIG_READY, SIG_EAGER };
-
-typedef struct sig {
-    struct sig *next;
-    int n_in, n_out;
-    unsigned flags;           /* tj_function_call_flags: part of the signature */
-    tj_dtype dt[MAX_IN];
-    tj_shape shape[MAX_IN];
-    tj_graph *g;
-    bool *live;
-    _Atomic int state;        /* SIG_COMPILING, SIG_READY or SIG_EAGER (could not compile) */
-    pthread_t thread;         /* compiling in the background, until joined */
-    bool joinable;
-    char *dump_dir;           /* the dump settings when traced (the thread's copy) */
-    unsigned dump_what;
-#ifdef TJ_HAVE_JIT
-    tj_lowered low;
-    tj_lowered opt;           /* optimised code compiled after quick code, until taken */
-    atomic_bool opt_ready;
-#endif
-    tensor *desc;             /* per node: a header over its data, for kernels */
-    void **bufs;              /* per node: its data (generated code reads this) */
-    void **calls;             /* per node: its jit_call, when called */
-    jit_call *recs;
-    tensor **rec_in;
-    int nrec_in;
-    int *point, npoint;       /* nodes whose data changes per call: inputs, state, aliases */
-    int *draws, ndraws;       /* random nodes, live or not (eager draws them all) */
-    bool *inplace;            /* per state write: straight into the variable (bufplan.c) */
-    bool *direct;             /* per output: straight into the tensor returned (bufplan.c) */
-    char *arena;              /* the buffers (bufplan.c) */
-    size_t arena_bytes;
-    bool shared;              /* planned by liveness, else each buffer its own (check mode) */
-    int failed;
-    int index;                /* 0, 1, ...: the order of tracing (dump file names) */
-    tj_compile_stats stats;
-} sig;
-
-static void sig_join(sig *s);     /* waits for s's background compile, if any */
-
-struct tj_function {
-    char *name;
-    char *dump_dir;           /* tj_function_dump, else env TJ_DUMP / TJ_DUMP_DIR */
-    unsigned dump_what;
-    tj_fn fn;
-    void *user;
-    sig *sigs;                /* most recent first */
-    int traces, limit;
-    bool warned_limit, warned_read;
-    atomic_bool warned_fallback;
-    const char *last_path;
-};
 
 
 tj_function *tj_function_new(const char *name, tj_fn fn, void *user) {
@@ -189,14 +116,14 @@ const char *tj_function_last_path(const tj_function *f) { return f ? f->last_pat
 int tj_function_compile_stats(tj_function *f, tj_compile_stats *out) {
     if (!f || !out) return tj_err(TJ_ERR_ARG, "function_compile_stats: f or out is NULL");
     if (!f->sigs) return tj_err(TJ_ERR_STATE, "function_compile_stats: %s has not been traced", f->name);
-    sig_join(f->sigs);
+    tj_sig_join(f->sigs);
     *out = f->sigs->stats;
     return 0;
 }
 
 static void sig_free(sig *s) {
     if (!s) return;
-    sig_join(s);
+    tj_sig_join(s);
     if (s->dump_dir) tj_mem_free(s->dump_dir, strlen(s->dump_dir) + 1);
 #ifdef TJ_HAVE_JIT
     tj_lowered_free(&s->low);
@@ -261,7 +188,7 @@ static void describe_change(const sig *prev, int n_in, tensor *const *in, int n_
 
 #ifdef TJ_HAVE_JIT
 /* Headers for every node, call records for the nodes generated code calls. */
-static int sig_bind(sig *s) {
+int tj_sig_bind(sig *s) {
     tj_graph *g = s->g;
     int n = g->n;
     if (!(s->desc = tj_mem_calloc(sizeof(tensor) * (size_t)n)) || !(s->bufs = tj_mem_calloc(sizeof(void *) * (size_t)n)) ||
@@ -297,7 +224,7 @@ static int sig_bind(sig *s) {
 
 /* Places the buffers in a new arena: shared by liveness, or each its own (check mode
  * reads every value after the step). */
-static int sig_layout(sig *s, bool share) {
+int tj_sig_layout(sig *s, bool share) {
     int n = s->g->n;
     size_t bytes, nb = sizeof(int64_t) * (size_t)n;
     int64_t *off = tj_mem_alloc(nb), *scratch = tj_mem_alloc(nb);
@@ -319,99 +246,6 @@ static int sig_layout(sig *s, bool share) {
     tj_mem_free(off, nb);
     tj_mem_free(scratch, nb);
     return rc;
-}
-
-/* The engine's symbols, the graph passes and liveness: what every compile of s needs. */
-static int sig_prepare(sig *s) {
-    int rc = tj_engine_init();
-    if (!rc) rc = tj_engine_define("tj_jit_call", (void *)(uintptr_t)tj_jit_call);
-    /* matmul calls the routine eager uses, by its address: never by link order */
-    if (!rc) rc = tj_engine_define("tj_blas_sgemm", (void *)(uintptr_t)tj_blas_sgemm);
-    if (!rc) rc = tj_engine_define("tj_blas_dgemm", (void *)(uintptr_t)tj_blas_dgemm);
-    double t0 = tj_now_ms();
-    if (!rc) rc = tj_graph_optimize(s->g);
-    if (rc) return rc;
-    if (!(s->live = tj_mem_alloc(sizeof(bool) * (size_t)s->g->n))) return TJ_ERR_OOM;
-    tj_graph_live(s->g, s->live);
-    for (int i = 0; i < s->g->n; i++) s->stats.live_nodes += s->live[i] && s->g->nodes[i].replaced_by < 0;
-    s->stats.graph_ms = tj_now_ms() - t0;
-    if (tj_profile_on()) tj_profile_event("compile", "graph passes", t0, t0 + s->stats.graph_ms, NULL);
-    return 0;
-}
-
-/* Machine code for s's graph at `level` (-1: the default) into *out; with dumps, the
- * dumps of every stage, of that code. */
-static int sig_code(tj_function *f, sig *s, int level, bool dumps, tj_lowered *out) {
-    unsigned what = dumps ? s->dump_what : 0;
-    double t1 = tj_now_ms();
-    int rc = tj_lower(s->g, s->live, f->name, tj_engine_vector_lanes(), level, what & (TJ_DUMP_LLVM | TJ_DUMP_ASM), out);
-    if (rc) return rc;
-    if (tj_profile_on()) {
-        double b = t1 + out->ir_ms, c = b + out->times.passes_ms;
-        tj_profile_event("compile", "IR build", t1, b, NULL);
-        tj_profile_event("compile", "LLVM optimisation", b, c, NULL);
-        tj_profile_event("compile", "codegen", c, c + out->times.codegen_ms, NULL);
-    }
-    return 0;
-}
-
-static void sig_stats(sig *s, const tj_lowered *low) {
-    s->stats.ir_ms = low->ir_ms;
-    s->stats.llvm_opt_ms = low->times.passes_ms;
-    s->stats.codegen_ms = low->times.codegen_ms;
-    s->stats.kernels = low->kernels;
-    s->stats.cached = low->times.cached;
-}
-
-static void sig_dump(tj_function *f, sig *s, const tj_lowered *low) {
-    int before = tj_error_code();
-    if (s->dump_what && tj_dump_compiled(s->dump_dir, f->name, s->index, s->dump_what, s->g, s->live, low, &s->stats,
-                                         s->arena_bytes)) {
-        warn("%s: could not write the dumps: %s", f->name, tj_last_error());
-        if (!before) tj_clear_error();      /* a dump is a side product: the call goes on */
-    }
-}
-
-/* Compiles s at `level` and binds its buffers; the final code (not a quick first tier)
- * writes the dumps. */
-static int sig_compile(tj_function *f, sig *s, int level, bool final) {
-    int rc = sig_prepare(s);
-    if (!rc) rc = sig_code(f, s, level, final, &s->low);
-    if (!rc) rc = sig_bind(s);
-    if (!rc) rc = sig_layout(s, true);
-    if (rc) return rc;
-    s->stats.arena_bytes = s->arena_bytes;
-    sig_stats(s, &s->low);
-    if (final) sig_dump(f, s, &s->low);
-    else s->stats.quick_ms = s->low.ir_ms + s->low.times.passes_ms + s->low.times.codegen_ms;
-    return 0;
-}
-
-/* The optimised code of a signature that runs quick code: into s->opt, for the caller's
- * thread to take between calls (sig_upgrade). Keeps the quick code if it fails. */
-static void sig_optimise(tj_function *f, sig *s) {
-    int before = tj_error_code();
-    if (sig_code(f, s, -1, true, &s->opt) == 0) {
-        sig_stats(s, &s->opt);
-        sig_dump(f, s, &s->opt);
-        atomic_store(&s->opt_ready, true);
-    } else {
-        tj_lowered_free(&s->opt);
-        warn("%s: could not optimise the compiled code (%s); keeping the unoptimised code", f->name,
-             tj_has_error() ? tj_last_error() : "out of memory");
-    }
-    if (!before) tj_clear_error();
-}
-
-/* Between calls, on the caller's thread: the optimised code, if ready, replaces the quick
- * code (the same kernels, buffers and call records: only the machine code differs). */
-static void sig_upgrade(sig *s) {
-    if (!atomic_load(&s->opt_ready)) return;
-    tj_lowered quick = s->low;
-    s->low = s->opt;
-    memset(&s->opt, 0, sizeof s->opt);
-    atomic_store(&s->opt_ready, false);
-    tj_lowered_free(&quick);
 }
 
 /* The variables written in place get storage of their own (a tape's snapshot or a view
@@ -463,7 +297,7 @@ static void run_kernel(sig *s, const tj_kernel *k) {
 }
 
 /* Runs the compiled step: outputs into out[] (new tensors in this scope), state writes. */
-static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
+int tj_sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
     tj_graph *g = s->g;
     int rc = point_inplace(s);
     if (rc) return rc;
@@ -511,122 +345,6 @@ static int sig_run(tj_function *f, sig *s, tensor *const *in, tj_tensor **out) {
 }
 #endif
 
-#ifdef TJ_HAVE_JIT
-/* ---- check mode ------------------------------------------------------------------------------ */
-
-/* The variables the step reads or writes, and a copy of their values. */
-typedef struct saved { int n; tensor *var[256]; void *data[256]; } saved;
-
-static void saved_free(saved *sv) {
-    for (int i = 0; i < sv->n; i++)
-        tj_mem_free(sv->data[i], (size_t)sv->var[i]->numel * tj_dtype_size(sv->var[i]->dtype));
-    sv->n = 0;
-}
-
-static int saved_take(const tj_graph *g, saved *sv) {
-    sv->n = 0;
-    for (int i = 0; i < g->n + g->nwrites; i++) {
-        tensor *v = i < g->n ? g->nodes[i].var : g->writes[i - g->n].var;
-        bool seen = !v;
-        for (int k = 0; k < sv->n && !seen; k++) seen = sv->var[k] == v;
-        if (seen) continue;
-        if (sv->n == 256) return tj_err(TJ_ERR_ARG, "check: more than 256 variables in one step");
-        size_t bytes = (size_t)v->numel * tj_dtype_size(v->dtype);
-        if (!(sv->data[sv->n] = tj_mem_alloc(bytes))) return TJ_ERR_OOM;
-        memcpy(sv->data[sv->n], v->data, bytes);
-        sv->var[sv->n++] = v;
-    }
-    return 0;
-}
-
-static int saved_restore(const saved *sv) {
-    for (int i = 0; i < sv->n; i++) {
-        int rc = tj_variable_write(sv->var[i], sv->data[i]);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-/* First element where a and b (n values of dt) differ bitwise, or -1. */
-static int64_t first_diff(const void *a, const void *b, int64_t n, tj_dtype dt) {
-    size_t es = tj_dtype_size(dt);
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp((const char *)a + i * (int64_t)es, (const char *)b + i * (int64_t)es, es)) return i;
-    return -1;
-}
-
-static double value_at(const void *p, int64_t i, tj_dtype dt) {
-    switch (dt) {
-    case TJ_F32: return ((const float *)p)[i];
-    case TJ_F64: return ((const double *)p)[i];
-    case TJ_I32: return ((const int32_t *)p)[i];
-    }
-    return 0;
-}
-
-/* Names the first op node of the compiled step whose value differs from eager's. */
-static int report_first_node(tj_function *f, sig *s, const tj_graph *eg) {
-    const tj_graph *g = s->g;
-    for (int i = 0; i < g->n && i < eg->n; i++) {
-        const tj_gnode *nd = &g->nodes[i];
-        if (nd->kind != TJ_N_OP || !s->live[i] || i >= eg->capvalues || !eg->values[i]) continue;
-        if (s->low.stored && !s->low.stored[i]) continue;   /* fused: never left its registers */
-        if (eg->nodes[i].op != nd->op || !tj_shape_equal(&eg->nodes[i].shape, &nd->shape))
-            return tj_err(TJ_ERR_CHECK, "check: %s: this call traced differently from the compiled one at node %d "
-                          "(%s vs %s): the step depends on values it read", f->name, i,
-                          tj_ops[eg->nodes[i].op]->name, tj_ops[nd->op]->name);
-        const tensor *e = eg->values[i];
-        int64_t k = first_diff(e->data, s->desc[tj_graph_resolve(g, i)].data, nd->numel, nd->dtype);
-        if (k < 0) continue;
-        char origin[128];
-        return tj_err(TJ_ERR_CHECK, "check: %s: node %d, %s, differs first: element %lld is %.9g eager, %.9g compiled",
-                      f->name, i, tj_graph_origin(g, i, origin, sizeof origin), (long long)k, value_at(e->data, k, nd->dtype),
-                      value_at(s->desc[tj_graph_resolve(g, i)].data, k, nd->dtype));
-    }
-    return tj_err(TJ_ERR_CHECK, "check: %s: results differ but no single node does", f->name);
-}
-
-/* Runs the call eagerly (traced, keeping node values) and compiled from the same state,
- * compares outputs and state updates bit for bit, and keeps the eager results. */
-static int check_call(tj_function *f, sig *s, int n_in, tj_tensor *const *in_h, tensor *const *in, int n_out,
-                      tj_tensor **out) {
-    tj_thread *th = tj_thread_state();
-    saved before = {0}, after = {0};
-    uint64_t seed = th->rng_seed, offset = th->rng_offset;
-    int rc = saved_take(s->g, &before);
-    tj_tracer *tr = rc ? NULL : tj_trace_begin(f->name, n_in, in, true, &f->warned_read);
-    if (!tr) { saved_free(&before); return rc ? rc : TJ_ERR_OOM; }
-    rc = f->fn(f->user, n_in, in_h, n_out, out);
-    tensor *outs[MAX_OUT];
-    bool ok = rc == 0;
-    for (int i = 0; ok && i < n_out; i++) ok = (outs[i] = tj_resolve(out[i], f->name, i + 1)) != NULL;
-    tj_graph *eg = tj_trace_end(tr, n_out, outs, ok);
-    if (rc || !eg) { saved_free(&before); tj_graph_free(eg); return rc ? rc : tj_error_code(); }
-    uint64_t offset_after = th->rng_offset;
-    tj_tensor *cout[MAX_OUT];
-    if (!(rc = saved_take(s->g, &after)) && !(rc = saved_restore(&before))) {
-        th->rng_seed = seed;
-        th->rng_offset = offset;
-        rc = sig_run(f, s, in, cout);
-    }
-    bool same = rc == 0 && th->rng_offset == offset_after;
-    for (int i = 0; same && i < n_out; i++) {
-        tensor *c = tj_resolve(cout[i], f->name, i + 1);
-        same = c && first_diff(outs[i]->data, c->data, c->numel, c->dtype) < 0;
-    }
-    for (int i = 0; same && i < after.n; i++)
-        same = first_diff(after.data[i], after.var[i]->data, after.var[i]->numel, after.var[i]->dtype) < 0;
-    if (rc == 0 && !same) rc = report_first_node(f, s, eg);
-    int rc2 = saved_restore(&after);          /* eager's state stands */
-    saved_free(&before);
-    saved_free(&after);
-    tj_graph_free(eg);
-    f->last_path = "checked";
-    return rc ? rc : rc2;
-}
-
-#endif
-
 /* ---- calls --------------------------------------------------------------------------------- */
 
 static int call_eager(tj_function *f, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
@@ -641,7 +359,7 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     if (f->sigs) {
         char why[256];
         describe_change(f->sigs, n_in, in, n_out, why, sizeof why);
-        warn("%s: retracing: %s", f->name, why);
+        tj_jit_warn("%s: retracing: %s", f->name, why);
     }
     double t0 = tj_now_ms();
     tj_tracer *tr = tj_trace_begin(f->name, n_in, in, false, &f->warned_read);
@@ -671,129 +389,13 @@ static int trace(tj_function *f, int n_in, tj_tensor *const *in_h, tensor *const
     if (s->dump_what && !(s->dump_dir = tj_mem_alloc(strlen(dir) + 1))) { sig_free(s); return TJ_ERR_OOM; }
     if (s->dump_dir) memcpy(s->dump_dir, dir, strlen(dir) + 1);
     if (s->dump_what && tj_dump_trace(dir, f->name, s->index, s->dump_what, g)) {
-        warn("%s: could not write the trace dump: %s", f->name, tj_last_error());
+        tj_jit_warn("%s: could not write the trace dump: %s", f->name, tj_last_error());
         if (!before) tj_clear_error();      /* a dump is a side product: the call goes on */
     }
     for (int i = 0; i < n_in; i++) { s->dt[i] = in[i]->dtype; s->shape[i] = in[i]->shape; }
     s->next = f->sigs;
     f->sigs = s;
     *made = s;
-    return 0;
-}
-
-/* ---- compiling, in the call or in the background ----------------------------------------- */
-
-static _Atomic int background = -1;     /* -1: not yet read from TJ_COMPILE */
-
-void tj_set_background_compile(bool on) { atomic_store(&background, on); }
-
-static bool background_on(void) {
-    int b = atomic_load(&background);
-    if (b < 0) {
-        const char *e = getenv("TJ_COMPILE");
-        b = !e || strcmp(e, "sync") != 0;
-        if (e && strcmp(e, "sync") && strcmp(e, "background"))
-            warn("TJ_COMPILE=%s is not sync or background; compiling in the background", e);
-        atomic_store(&background, b);
-    }
-    return b;
-}
-
-/* Compiles s, or marks it to run eagerly, with a warning once per function. Runs on the
- * calling thread or on s's own; touches nothing of f but its name and warned_fallback. */
-static void compile_or_fallback(tj_function *f, sig *s, bool quick) {
-#ifdef TJ_HAVE_JIT
-    int before = tj_error_code();
-    if (sig_compile(f, s, quick ? 0 : -1, !quick) == 0) {
-        atomic_store(&s->state, SIG_READY);
-        return;
-    }
-    if (!atomic_exchange(&f->warned_fallback, true))
-        warn("%s: could not compile (%s); running eagerly", f->name, tj_has_error() ? tj_last_error() : "out of memory");
-    if (!before) tj_clear_error();      /* the fallback is the answer, not an error */
-#else
-    (void)quick;
-    if (!atomic_exchange(&f->warned_fallback, true))
-        warn("%s: compiled mode is unavailable (built with TJ_JIT=OFF); running eagerly", f->name);
-#endif
-    atomic_store(&s->state, SIG_EAGER);
-}
-
-#ifdef TJ_HAVE_JIT
-/* Background compiles in flight, so that exit waits for them (LLVM cannot be torn down
- * under a compiling thread). */
-static pthread_mutex_t flight_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t flight_cv = PTHREAD_COND_INITIALIZER;
-static int in_flight;
-static pthread_once_t flight_once = PTHREAD_ONCE_INIT;
-
-static void wait_in_flight(void) {
-    pthread_mutex_lock(&flight_mu);
-    while (in_flight > 0) pthread_cond_wait(&flight_cv, &flight_mu);
-    pthread_mutex_unlock(&flight_mu);
-}
-
-/* Registered after the engine's own exit handler, so it runs before it. */
-static void register_wait(void) { atexit(wait_in_flight); }
-
-typedef struct compile_job { tj_function *f; sig *s; } compile_job;
-
-/* Tiers: unoptimised code first (level 0 compiles several times faster, and its steps
- * are nearly as fast: the IR is explicit vectors), then the optimised code, unless the
- * default level is 0 already. */
-static void *compile_thread(void *arg) {
-    compile_job job = *(compile_job *)arg;
-    tj_mem_free(arg, sizeof job);
-    bool tiers = tj_engine_opt_level() > 0;
-    compile_or_fallback(job.f, job.s, tiers);
-    if (tiers && atomic_load(&job.s->state) == SIG_READY) sig_optimise(job.f, job.s);
-    atexit(wait_in_flight);    /* after whatever this compile made LLVM register (engine.h) */
-    pthread_mutex_lock(&flight_mu);
-    if (--in_flight == 0) pthread_cond_broadcast(&flight_cv);
-    pthread_mutex_unlock(&flight_mu);
-    return NULL;
-}
-
-/* Starts compiling s on a thread of its own; compiles here if no thread can start. */
-static void compile_start(tj_function *f, sig *s) {
-    int before = tj_error_code();
-    /* the engine's exit handler and LLVM's static objects before ours (engine.h) */
-    compile_job *job = tj_engine_init() == 0 && tj_engine_warm_up() == 0 ? tj_mem_alloc(sizeof *job) : NULL;
-    if (!before) tj_clear_error();
-    if (job) {
-        pthread_once(&flight_once, register_wait);
-        *job = (compile_job){f, s};
-        pthread_mutex_lock(&flight_mu);
-        in_flight++;
-        pthread_mutex_unlock(&flight_mu);
-        if (pthread_create(&s->thread, NULL, compile_thread, job) == 0) {
-            s->joinable = true;
-            return;
-        }
-        pthread_mutex_lock(&flight_mu);
-        in_flight--;
-        pthread_mutex_unlock(&flight_mu);
-        tj_mem_free(job, sizeof *job);
-    }
-    compile_or_fallback(f, s, false);
-}
-#else
-static void compile_start(tj_function *f, sig *s) { compile_or_fallback(f, s, false); }
-#endif
-
-/* Waits for s's compiles to end and takes their final code. */
-static void sig_join(sig *s) {
-    if (!s->joinable) return;
-    pthread_join(s->thread, NULL);
-    s->joinable = false;
-#ifdef TJ_HAVE_JIT
-    sig_upgrade(s);
-#endif
-}
-
-int tj_function_wait(tj_function *f) {
-    if (!f) return tj_err(TJ_ERR_ARG, "function_wait: f is NULL");
-    for (sig *s = f->sigs; s; s = s->next) sig_join(s);
     return 0;
 }
 
@@ -828,17 +430,17 @@ static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_
     if (!s) {
         if (f->traces >= f->limit) {
             if (!f->warned_limit)
-                warn("%s: traced %d signatures (the limit); new signatures run eagerly", f->name, f->traces);
+                tj_jit_warn("%s: traced %d signatures (the limit); new signatures run eagerly", f->name, f->traces);
             f->warned_limit = true;
             return call_eager(f, n_in, in_h, n_out, out);
         }
         int rc = trace(f, n_in, in_h, in, n_out, out, &s);
         if (rc) return rc;
-        if (background_on() && m == TJ_MODE_JIT) compile_start(f, s);
-        else compile_or_fallback(f, s, false);
+        if (tj_compile_in_background() && m == TJ_MODE_JIT) tj_sig_compile_start(f, s);
+        else tj_sig_compile(f, s, false);
         return 0;           /* the traced call's results are the eager results */
     }
-    if (m == TJ_MODE_CHECK) sig_join(s);       /* check compares with the compiled code */
+    if (m == TJ_MODE_CHECK) tj_sig_join(s);       /* check compares with the compiled code */
     int state = atomic_load(&s->state);
     if (state == SIG_COMPILING) {
         f->last_path = "compiling";
@@ -846,11 +448,11 @@ static int call(tj_function *f, int n_in, tj_tensor *const *in_h, int n_out, tj_
     }
     if (state == SIG_EAGER) return call_eager(f, n_in, in_h, n_out, out);
 #ifdef TJ_HAVE_JIT
-    sig_upgrade(s);                            /* optimised code, once the thread has it */
-    if (s->shared == (m == TJ_MODE_CHECK) && sig_layout(s, m != TJ_MODE_CHECK)) return tj_error_code();
-    if (m == TJ_MODE_CHECK) return check_call(f, s, n_in, in_h, in, n_out, out);
+    tj_sig_upgrade(s);                            /* optimised code, once the thread has it */
+    if (s->shared == (m == TJ_MODE_CHECK) && tj_sig_layout(s, m != TJ_MODE_CHECK)) return tj_error_code();
+    if (m == TJ_MODE_CHECK) return tj_sig_check(f, s, n_in, in_h, in, n_out, out);
     f->last_path = "compiled";
-    return sig_run(f, s, in, out);
+    return tj_sig_run(f, s, in, out);
 #else
     return call_eager(f, n_in, in_h, n_out, out);
 #endif
