@@ -652,6 +652,34 @@ static void sb_epilogue(sbuf *b, const tj_graph *g, const tj_kernel *k) {
     }
 }
 
+/* An op of k reads view v of a value of k (in registers). */
+static bool reads_view(const tj_graph *g, const tj_kernel *k, int v) {
+    for (int m = 0; m < k->nops; m++) {
+        const tj_gnode *nd = &g->nodes[k->ops[m]];
+        for (int q = 0; q < nd->nin; q++) {
+            int in = tj_graph_resolve(g, nd->in[q]);
+            if (tj_kernel_loop_read(g, k, in) == in) continue;           /* not a view of k's value */
+            for (int x = in; tj_lower_is_view(&g->nodes[x]); x = tj_graph_resolve(g, g->nodes[x].in[0]))
+                if (x == v) return true;
+        }
+    }
+    return false;
+}
+
+/* "  views    %7 reshape (24,) of %5, ...": the views k's ops read of k's values (no
+ * code: in registers), if any. */
+static void sb_loop_views(sbuf *b, const tj_graph *g, const bool *live, const tj_kernel *k) {
+    int n = 0;
+    for (int i = k->node; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (!live[i] || !tj_lower_is_view(nd) || nd->replaced_by >= 0 || !reads_view(g, k, i)) continue;
+        sb_puts(b, n++ ? ", " : "\n  views    ");
+        sb_printf(b, "%%%d %s ", i, tj_ops[nd->op]->name);
+        sb_shape(b, &nd->shape);
+        sb_printf(b, " of %%%d", tj_graph_resolve(g, nd->in[0]));
+    }
+}
+
 static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_lowered *low, const int *kmap,
                         const char *fname, int sig) {
     int views = 0;
@@ -664,7 +692,8 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                "# no kernel; the elementwise ops of its shape right after it are its epilogue, applied to each\n"
                "# output tile as it is computed: the matmul's value is stored only if read elsewhere), BLAS call\n"
                "# (matmul: tj_blas_?gemm), kernel call (the op's eager kernel, through tj_jit_call), view (no\n"
-               "# code: shares its input's buffer).\n"
+               "# code: shares its input's buffer; a loop's ops read a view of its values in registers, and a\n"
+               "# loop through reshapes runs flat: one dim of its numel, every input of that numel or a scalar).\n"
                "# space: loop dims after size-1 dims are dropped and contiguous dims merged, with each input's\n"
                "# stride per dim (0: broadcast); outputs x values for reductions; m n k for matmul, and its\n"
                "# epilogue's inputs' strides along the output's dims.\n"
@@ -674,8 +703,8 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                "# none for data movement.\n");
     sb_puts(b, legend);
     sb_header(b, g, fname, sig);
-    sb_printf(b, "kernels: %d; views: %d; runs of elementwise ops of one shape are fused into one loop\n",
-              low->kernels, views);
+    sb_printf(b, "kernels: %d; views: %d; runs of elementwise ops of one shape, or of one numel through views,\n"
+              "are fused into one loop\n", low->kernels, views);
     users u;
     if (users_make(&u, g, live)) { b->oom = true; return; }
     int64_t tbytes = 0, tflops = 0;
@@ -684,8 +713,13 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
         tj_kernel_kind kk = tj_kernel_kind_of(g, nd);
         if (kk == TJ_KERNEL_VIEW) {
-            sb_printf(b, "\nview %%%d %s  (no code: shares the buffer of %%%d)\n", i, tj_ops[nd->op]->name,
-                      tj_graph_resolve(g, nd->in[0]));
+            int vk = kmap[tj_kernel_view_source(g, i)];   /* the kernel computing what it shows, or -1 */
+            if (low->stored[i] || vk < 0)
+                sb_printf(b, "\nview %%%d %s  (no code: shares the buffer of %%%d)\n", i, tj_ops[nd->op]->name,
+                          tj_graph_resolve(g, nd->in[0]));
+            else
+                sb_printf(b, "\nview %%%d %s  (no code: %s reads %%%d through it in registers)\n", i,
+                          tj_ops[nd->op]->name, low->kernel[vk].name, tj_graph_resolve(g, nd->in[0]));
             sb_puts(b, "  output   ");
             sb_io(b, g, i);
             sb_puts(b, "\n");
@@ -697,6 +731,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         const tj_kernel *k = &low->kernel[ki];
         sb_printf(b, "\nkernel %s  (%s)\n  ops      ", k->name, kind_name(kk));
         sb_kernel_ops(b, g, k);
+        if (kk == TJ_KERNEL_LOOP) sb_loop_views(b, g, live, k);
         sb_puts(b, "\n  space    ");
         const tj_gnode *x = nd->nin > 0 ? &g->nodes[tj_graph_resolve(g, nd->in[0])] : NULL;
         switch (kk) {
@@ -704,7 +739,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             tj_loop_dims e;
             tj_kernel_loop_dims(g, k, &e);
             for (int d = 0; d < e.nd; d++) sb_printf(b, d ? " x %lld" : "%lld", (long long)e.dim[d]);
-            sb_puts(b, " (from ");
+            sb_puts(b, tj_kernel_loop_flat(g, k) ? " (flat, from " : " (from ");
             sb_shape(b, &nd->shape);
             sb_puts(b, ")");
             if (nd->numel == 0) sb_puts(b, ", empty: no code");

@@ -1,8 +1,9 @@
 /* kernels.c: how each live node becomes a kernel: a view (no code), an elementwise vector
  * loop, an inline reduction, an inline small matmul (reading transposes in place; the
  * elementwise ops after it are its epilogue), a direct BLAS call or a call of the op's eager
- * kernel, and the loop nest of elementwise kernels. One place, used by the lowering
- * (lower.c) and the dumps (dump.c); plain C, no LLVM. */
+ * kernel, and the loop nest of elementwise kernels (one flat dimension for a loop through
+ * reshapes, whose ops read views of its values in registers). One place, used by the
+ * lowering (lower.c) and the dumps (dump.c); plain C, no LLVM. */
 #include "lowered.h"
 #include "matmul_small.h"
 #include "math/reduce.h"
@@ -53,17 +54,33 @@ static int first_elementwise(const tj_graph *g, const tj_kernel *k) {
     return tj_lower_inline(g, &g->nodes[k->ops[0]]) ? 0 : 1;
 }
 
-void tj_kernel_loop_inputs(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
-    memset(e, 0, sizeof *e);
-    for (int m = first_elementwise(g, k); m < k->nops; m++) {   /* the values read from outside */
+int tj_kernel_view_source(const tj_graph *g, int id) {
+    id = tj_graph_resolve(g, id);
+    while (tj_lower_is_view(&g->nodes[id])) id = tj_graph_resolve(g, g->nodes[id].in[0]);
+    return id;
+}
+
+int tj_kernel_loop_read(const tj_graph *g, const tj_kernel *k, int in) {
+    int s = tj_kernel_view_source(g, in);
+    return member(k, s) >= 0 ? s : tj_graph_resolve(g, in);
+}
+
+/* The values k's elementwise ops read from outside, in first-read order (into e->in). */
+static void outside_reads(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
+    for (int m = first_elementwise(g, k); m < k->nops; m++) {
         const tj_gnode *nd = &g->nodes[k->ops[m]];
         for (int q = 0; q < nd->nin; q++) {
-            int x = tj_graph_resolve(g, nd->in[q]);
+            int x = tj_kernel_loop_read(g, k, nd->in[q]);
             bool seen = member(k, x) >= 0;
             for (int j = 0; j < e->nin && !seen; j++) seen = e->in[j] == x;
             if (!seen) e->in[e->nin++] = x;
         }
     }
+}
+
+void tj_kernel_loop_inputs(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
+    memset(e, 0, sizeof *e);
+    outside_reads(g, k, e);
     const tj_shape *os = &g->nodes[k->node].shape;
     e->nd = os->ndim;
     for (int d = 0; d < os->ndim; d++) {
@@ -81,9 +98,28 @@ void tj_kernel_loop_inputs(const tj_graph *g, const tj_kernel *k, tj_loop_dims *
     }
 }
 
+/* A loop whose ops all have its first op's shape runs over that shape (views between its
+ * ops keep the element order); one whose ops have several shapes runs flat (joins). */
+bool tj_kernel_loop_flat(const tj_graph *g, const tj_kernel *k) {
+    for (int m = 1; m < k->nops; m++)
+        if (!tj_shape_equal(&g->nodes[k->ops[m]].shape, &g->nodes[k->node].shape)) return true;
+    return false;
+}
+
+/* A flat loop: one dimension of numel elements; an input of that numel is read in order
+ * (stride 1), a scalar is broadcast (stride 0). */
+static void flat_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
+    memset(e, 0, sizeof *e);
+    outside_reads(g, k, e);
+    e->nd = 1;
+    e->dim[0] = g->nodes[k->node].numel;
+    for (int j = 0; j < e->nin; j++) e->st[j][0] = g->nodes[e->in[j]].numel != 1;
+}
+
 /* Folded loop nest of an elementwise node: size-1 dims dropped, dims contiguous for every
- * input merged, as dispatch.c does. */
+ * input merged, as dispatch.c does; one dimension for a flat loop. */
 void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e) {
+    if (tj_kernel_loop_flat(g, k)) { flat_dims(g, k, e); return; }
     tj_kernel_loop_inputs(g, k, e);
     int n = 0;
     for (int d = 0; d < e->nd; d++) {
@@ -155,19 +191,29 @@ static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode 
     if (first_elementwise(g, open) > 0 || open->nreduced == TJ_LOOP_REDUCE_MAX || !tj_lower_reduce_inline(g, nd, &nout, &K) ||
         nout != 1 || K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
         return false;
-    if (member(open, tj_graph_resolve(g, nd->in[0])) < 0) return false;
+    if (member(open, tj_kernel_loop_read(g, open, nd->in[0])) < 0) return false;
     tj_loop_dims e;
     tj_kernel_loop_dims(g, open, &e);
     return e.nd == 1;
 }
 
+/* Every value e (a flat loop's reads) reads from outside has n elements or one. */
+static bool flat_reads(const tj_graph *g, const tj_loop_dims *e, int64_t n) {
+    for (int j = 0; j < e->nin; j++)
+        if (g->nodes[e->in[j]].numel != n && g->nodes[e->in[j]].numel != 1) return false;
+    return true;
+}
+
 /* Whether elementwise node i can join the open loop; if not, *why says why (the loop
- * ends there). A loop that computes reductions takes no op that reads one, and stays one-
- * dimensional. */
+ * ends there). An op of the loop's shape joins; so does one of its numel (behind a view,
+ * say) if the loop can then run flat, which a matmul's epilogue never does. A loop that
+ * computes reductions takes no op that reads one, and stays one-dimensional. */
 static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **why) {
     const tj_gnode *nd = &g->nodes[i];
     *why = "the next elementwise op has another shape";
-    if (!tj_shape_equal(&g->nodes[open->node].shape, &nd->shape)) return false;
+    if (!tj_shape_equal(&g->nodes[open->node].shape, &nd->shape) &&
+        (nd->numel != g->nodes[open->node].numel || first_elementwise(g, open) > 0))
+        return false;
     *why = "the loop holds the most ops it may";
     if (open->nops == TJ_GROUP_MAX) return false;
     tj_kernel t = *open;
@@ -176,18 +222,35 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
     tj_kernel_loop_dims(g, &t, &e);
     *why = "the loop reads the most inputs it may";
     if (e.nin > TJ_GROUP_MAX_IN) return false;
+    *why = "the loop would run flat (its ops have several shapes) but the next op broadcasts a value";
+    if (tj_kernel_loop_flat(g, &t) && !flat_reads(g, &e, nd->numel)) return false;
     if (open->nreduced == 0) return true;
     *why = "the next op reads a reduction the loop computes";
     for (int q = 0; q < nd->nin; q++)
         for (int r = 0; r < open->nreduced; r++)
-            if (tj_graph_resolve(g, nd->in[q]) == open->reduced[r]) return false;
+            if (tj_kernel_view_source(g, nd->in[q]) == open->reduced[r]) return false;
     *why = "the next op would make the reducing loop two-dimensional";
     return e.nd == 1;
 }
 
-/* The kernels in order: fused runs of elementwise ops, every other kernel node alone. A
- * loop that computes a reduction stays open past it: the reduction's kernel, which only
- * combines block values, runs after the whole loop. The run of elementwise ops of its
+/* Whether the open loop stays open past view i. A view of a value the loop does not
+ * compute is read from its buffer like any outside value. The ops after a view of a loop
+ * value read it in registers: element for element when the view has the loop's shape or
+ * the loop runs flat (one dimension). A matmul's epilogue ends at any view. */
+static bool view_passes(const tj_graph *g, const tj_kernel *open, int i, const char **why) {
+    *why = "a view (reshape or stop_gradient) follows";
+    if (first_elementwise(g, open) > 0) return false;
+    if (member(open, tj_kernel_view_source(g, i)) < 0) return true;
+    if (tj_shape_equal(&g->nodes[i].shape, &g->nodes[open->node].shape)) return true;
+    tj_loop_dims e;
+    tj_kernel_loop_dims(g, open, &e);
+    *why = "a reshape of a loop value follows and the loop broadcasts (it cannot run flat)";
+    return e.nd == 1;
+}
+
+/* The kernels in order: fused runs of elementwise ops (also through views: view_passes),
+ * every other kernel node alone. A loop that computes a reduction stays open past it: the
+ * reduction's kernel, which only combines block values, runs after the whole loop. The run of elementwise ops of its
  * shape right after a small matmul is its epilogue: ops[1..] of the matmul's kernel.
  * ends: why a loop or an epilogue ends (a matmul without one has no reason). */
 static int group(const tj_graph *g, const bool *live, const bool *folded, tj_kernel *ks) {
@@ -195,16 +258,17 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
     tj_kernel *open = NULL;                        /* the fused loop or epilogue that may grow */
     for (int i = 0; i < g->n; i++) {
         const tj_gnode *nd = &g->nodes[i];
+        const char *why = NULL;
         if (!kernel_node(g, live, folded, i)) {
-            if (live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !folded[i] && open) {
-                if (open->ends) open->ends = "a view (reshape or stop_gradient) follows";
+            bool view = live[i] && nd->kind == TJ_N_OP && nd->replaced_by < 0 && !folded[i];
+            if (view && open && !view_passes(g, open, i, &why)) {
+                if (open->ends) open->ends = why;
                 open = NULL;
             }
             continue;
         }
         tj_kernel_kind kind = tj_kernel_kind_of(g, nd);
         bool loop = kind == TJ_KERNEL_LOOP;
-        const char *why = NULL;
         if (open && loop && joins(g, open, i, &why)) {
             open->ops[open->nops++] = i;
             open->ends = "the step ends";
@@ -228,7 +292,32 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
     return nk;
 }
 
-/* stored: everything but fused values used only inside their loop and folded transposes */
+static bool live_view(const tj_graph *g, const bool *live, int i) {
+    return live[i] && tj_lower_is_view(&g->nodes[i]) && g->nodes[i].replaced_by < 0;
+}
+
+/* outside[i]: node i is read outside its kernel (by another kernel, an output, a state
+ * write or a folded transpose). A view belongs to the kernel of the value it shows, and a
+ * view read outside makes that value read outside: it shares its buffer. */
+static void mark_outside(const tj_graph *g, const bool *live, int *kernel_of, bool *outside) {
+    for (int i = 0; i < g->n; i++)
+        if (live_view(g, live, i)) kernel_of[i] = kernel_of[tj_kernel_view_source(g, i)];
+    for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
+    for (int i = 0; i < g->nwrites; i++) outside[tj_graph_resolve(g, g->writes[i].node)] = true;
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
+        for (int q = 0; q < nd->nin; q++) {
+            int x = tj_graph_resolve(g, nd->in[q]);
+            if (kernel_of[x] >= 0 && kernel_of[x] != kernel_of[i]) outside[x] = true;
+        }
+    }
+    for (int i = g->n - 1; i >= 0; i--)          /* a view comes after what it shows */
+        if (outside[i] && live_view(g, live, i)) outside[tj_graph_resolve(g, g->nodes[i].in[0])] = true;
+}
+
+/* stored: everything but fused values used only inside their loop, views of those, and
+ * folded transposes */
 static void mark_stored(const tj_graph *g, const bool *live, const bool *folded, const tj_kernel *ks, int nk,
                         int *kernel_of, bool *outside, bool *stored) {
     for (int i = 0; i < g->n; i++) {
@@ -240,19 +329,12 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
         for (int m = 0; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
     for (int k = 0; k < nk; k++)
         for (int r = 0; r < ks[k].nreduced; r++) kernel_of[ks[k].reduced[r]] = k;   /* reads its input there */
-    for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
-    for (int i = 0; i < g->nwrites; i++) outside[tj_graph_resolve(g, g->writes[i].node)] = true;
-    for (int i = 0; i < g->n; i++) {
-        const tj_gnode *nd = &g->nodes[i];
-        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
-        for (int q = 0; q < nd->nin; q++) {
-            int x = tj_graph_resolve(g, nd->in[q]);
-            if (kernel_of[x] >= 0 && kernel_of[x] != kernel_of[i]) outside[x] = true;
-        }
-    }
+    mark_outside(g, live, kernel_of, outside);
     for (int k = 0; k < nk; k++)
         if (ks[k].nops > 1 || ks[k].nreduced > 0)
             for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
+    for (int i = 0; i < g->n; i++)
+        if (live_view(g, live, i)) stored[i] = stored[tj_kernel_view_source(g, i)];
 }
 
 /* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements */

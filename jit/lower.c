@@ -235,8 +235,8 @@ static void row_start(lctx *c, loopio *io) {
 
 /* Ops [from, nops) of k on one element (w == 1) or a vector of w, in order, exactly as the
  * eager kernels compute them one op at a time: an op's inputs are val[] of the ops before
- * it or in_val[j] of e->in[j]; val[m] gets op m's value, written at element `at` of
- * outb[m] where that is set (a stored value). */
+ * it (also through views: tj_kernel_loop_read) or in_val[j] of e->in[j]; val[m] gets op
+ * m's value, written at element `at` of outb[m] where that is set (a stored value). */
 static void op_values(lctx *c, const tj_kernel *k, int from, const tj_loop_dims *e, const LLVMValueRef *in_val, int w,
                       const LLVMValueRef *outb, LLVMValueRef at, LLVMValueRef *val) {
     const tj_graph *g = c->g;
@@ -245,7 +245,7 @@ static void op_values(lctx *c, const tj_kernel *k, int from, const tj_loop_dims 
         LLVMValueRef x[3];
         tj_dtype in_dt = n->dtype;
         for (int q = 0; q < n->nin; q++) {
-            int id = tj_graph_resolve(g, n->in[q]);
+            int id = tj_kernel_loop_read(g, k, n->in[q]);
             int pm = -1;
             for (int p = 0; p < m && pm < 0; p++) if (k->ops[p] == id) pm = p;
             if (pm >= 0) x[q] = val[pm];
@@ -331,7 +331,8 @@ static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
         ar->red = &g->nodes[k->reduced[r]];
         ar->is_max = ar->red->op == TJ_OP_MAX;
         ar->in = -1;
-        for (int m = 0; m < k->nops && ar->in < 0; m++) if (k->ops[m] == tj_graph_resolve(g, ar->red->in[0])) ar->in = m;
+        int x = tj_kernel_loop_read(g, k, ar->red->in[0]);      /* a value of the loop, maybe through views */
+        for (int m = 0; m < k->nops && ar->in < 0; m++) if (k->ops[m] == x) ar->in = m;
         ar->vt = LLVMVectorType(elem_type(c, ar->red->dtype), (unsigned)L);
         ar->align = (unsigned)tj_dtype_size(ar->red->dtype);
         ar->slot = tj_lower_entry_slot(c->b, c->fn, ar->vt, "acc");

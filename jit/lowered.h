@@ -59,7 +59,9 @@ typedef enum {
 tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 
 /* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
- * runs of consecutive elementwise nodes of one shape fuse into one loop, which may absorb
+ * runs of consecutive elementwise nodes of one shape fuse into one loop, also through
+ * views (reshape, stop_gradient) when the loop can run flat: all its nodes of one numel
+ * and every value it reads from outside of that numel or a scalar; a loop may absorb
  * full reductions of its values that follow (tj_kernel.reduced); such a run right after
  * a small matmul, of the matmul's shape, is the matmul's epilogue (in its kernel); a
  * transpose read only by small matmuls (which read its input in place) has no kernel;
@@ -68,18 +70,28 @@ tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
 int  tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored);
 
 /* The loop nest of a fused loop: its shape with size-1 dims dropped and contiguous dims
- * merged; in[k] is the k-th value its elementwise ops read from outside (a node id),
- * st[k][d] its stride along dim d (0 where broadcast). */
+ * merged, or one dimension of its numel for a flat loop (its ops of several shapes); in[k]
+ * is the k-th value its elementwise ops read from outside (a node id: tj_kernel_loop_read),
+ * st[k][d] its stride along dim d (0 where broadcast). A kernel reads at most
+ * TJ_GROUP_MAX_IN; the room for one more op's three is for the check that would add it. */
 typedef struct tj_loop_dims {
     int nd, nin;
     int64_t dim[TJ_MAX_DIMS];
-    int in[TJ_GROUP_MAX_IN];
-    int64_t st[TJ_GROUP_MAX_IN][TJ_MAX_DIMS];
+    int in[TJ_GROUP_MAX_IN + 3];
+    int64_t st[TJ_GROUP_MAX_IN + 3][TJ_MAX_DIMS];
 } tj_loop_dims;
 void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
+/* Loop k runs flat: its ops have several shapes (of one numel), through views. */
+bool tj_kernel_loop_flat(const tj_graph *g, const tj_kernel *k);
 /* The same over the kernel's shape as it is (nd its rank, no dim dropped or merged): how a
  * small matmul's epilogue finds its inputs' elements at an output tile. */
 void tj_kernel_loop_inputs(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
+/* What an op of k reads for its input `in`: the op of k it shows, through replacements and
+ * views (a value in registers), else the node as read (resolved; a view reads the buffer
+ * of the value it shows). */
+int  tj_kernel_loop_read(const tj_graph *g, const tj_kernel *k, int in);
+/* The value node id shows: id through replacements and views. */
+int  tj_kernel_view_source(const tj_graph *g, int id);
 
 /* The node is generated inline (an elementwise loop), not a call of its kernel. */
 bool tj_lower_inline(const tj_graph *g, const tj_gnode *nd);

@@ -973,6 +973,248 @@ START_TEST(test_without_jit_runs_eagerly) {
 END_TEST
 #endif
 
+#ifdef TJ_HAVE_JIT
+/* ---- fusion through views (reshape, stop_gradient) ---------------------------------------- */
+/* A run of elementwise ops with views between them is one loop when the loop can run flat
+ * (every op of one numel; every value read from outside of that numel or a scalar): its
+ * values stay in registers unless something outside the loop reads them (directly or
+ * through a view). A view of a loop value in a loop that broadcasts a non-scalar ends the
+ * loop, and the fusion dump says why. Compiled == eager, bit for bit, f32 and f64. */
+
+/* in[0] = x (4, 6), in[1] = b (4, 6), in[2] = c (6, 4), in[3] = s (), in[4] = bias (6,).
+ * variant 0: reshape(exp(x), 24) * 2 + 1
+ *         1: reshape(x * b, (6, 4)) + c
+ *         2: tanh(reshape(stop_gradient(x * b), (2, 12))) - reshape(x, (2, 12))
+ *         3: reshape(exp(x) * s, 24) - s (s an input: a scalar broadcast)
+ *         4: t = exp(x) * 2; out0 = reshape(t, 24) (returned), out1 = out0 + 1
+ *         5: t = exp(x) (returned); out0 = reshape(t, 24) * 2 + 1, out1 = t
+ *         6: reshape(exp(x) + bias, 24) * 2: the bias is broadcast, the loop cannot run
+ *            flat: the reshape ends it
+ *         7: t = exp(x), r = reshape(t, (6, 4)); out0 = reshape(t, 24) * 2 + 1, out1 =
+ *            sum(r, axis 1): the loop goes on past r, and stores t for the reduction
+ *         8: reshape(exp(x), (6, 4)) + reshape(bias, (6, 1)): the reshape of exp(x) does not
+ *            end the loop, but the add reads a column broadcast over a loop that would be flat,
+ *            so it starts another */
+typedef struct { int variant; } view_job;
+enum { VIEW_VARIANTS = 9 };
+static const int view_nout[VIEW_VARIANTS] = {1, 1, 1, 1, 2, 2, 1, 2, 1};
+
+static int view_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    const view_job *j = user;
+    (void)n_in; (void)n_out;
+    tj_tensor *x = in[0], *two = tj_scalar(2), *one = tj_scalar(1);
+    switch (j->variant) {
+    case 0: out[0] = tj_add(tj_mul(tj_reshape(tj_exp(x), TJ_SHAPE(24)), two), one); break;
+    case 1: out[0] = tj_add(tj_reshape(tj_mul(x, in[1]), TJ_SHAPE(6, 4)), in[2]); break;
+    case 2:
+        out[0] = tj_sub(tj_tanh(tj_reshape(tj_stop_gradient(tj_mul(x, in[1])), TJ_SHAPE(2, 12))),
+                        tj_reshape(x, TJ_SHAPE(2, 12)));
+        break;
+    case 3: out[0] = tj_sub(tj_reshape(tj_mul(tj_exp(x), in[3]), TJ_SHAPE(24)), in[3]); break;
+    case 4:
+        out[0] = tj_reshape(tj_mul(tj_exp(x), two), TJ_SHAPE(24));
+        out[1] = tj_add(out[0], one);
+        break;
+    case 5:
+        out[1] = tj_exp(x);
+        out[0] = tj_add(tj_mul(tj_reshape(out[1], TJ_SHAPE(24)), two), one);
+        break;
+    case 6: out[0] = tj_mul(tj_reshape(tj_add(tj_exp(x), in[4]), TJ_SHAPE(24)), two); break;
+    case 7: {
+        tj_tensor *t = tj_exp(x), *r = tj_reshape(t, TJ_SHAPE(6, 4));
+        out[0] = tj_add(tj_mul(tj_reshape(t, TJ_SHAPE(24)), two), one);
+        out[1] = tj_sum(r, 1, (int[]){1}, false);
+        break;
+    }
+    case 8: out[0] = tj_add(tj_reshape(tj_exp(x), TJ_SHAPE(6, 4)), tj_reshape(in[4], TJ_SHAPE(6, 1))); break;
+    }
+    return out[0] ? 0 : tj_error_code();
+}
+
+/* The text of dir/views/0.fusion.txt (malloc'd); removes it and the directories. */
+static char *take_fusion_dump(const char *dir) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/views/0.fusion.txt", dir);
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "no fusion dump at %s", path);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(text);
+    text[fread(text, 1, (size_t)n, fp)] = '\0';
+    fclose(fp);
+    remove(path);
+    snprintf(path, sizeof path, "%s/views", dir);
+    rmdir(path);
+    rmdir(dir);
+    return text;
+}
+
+/* Compiles j on in[0..5), checks compiled == eager bit for bit; stats in *st; returns the
+ * fusion dump's text (free it). */
+static char *view_compare(const view_job *j, tj_tensor *const *in, const char *what, tj_compile_stats *st) {
+    tj_tensor *e[2], *c[2];
+    int n_out = view_nout[j->variant];
+    tj_set_mode(TJ_MODE_EAGER);
+    ck_assert_msg(view_step((void *)j, 5, in, n_out, e) == 0, "%s: %s", what, tj_last_error());
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function *f = tj_function_new("views", view_step, (void *)j);
+    char dir[64];                              /* tj_function_dump makes it */
+    snprintf(dir, sizeof dir, "/tmp/tj_check_jit_views_%ld", (long)getpid());
+    ck_assert_int_eq(tj_function_dump(f, dir, "fusion"), 0);
+    ck_assert_int_eq(tj_function_call(f, 5, in, n_out, c), 0);
+    ck_assert_msg(tj_function_call(f, 5, in, n_out, c) == 0, "%s: %s", what, tj_last_error());
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    for (int i = 0; i < n_out; i++)
+        ck_assert_msg(same_bits(e[i], c[i]), "%s: output %d: compiled differs from eager", what, i);
+    ck_assert_int_eq(tj_function_compile_stats(f, st), 0);
+    tj_function_free(f);
+    return take_fusion_dump(dir);
+}
+
+static void view_inputs(tj_dtype dt, tj_tensor **in) {
+    tj_seed(11);
+    in[0] = normal_dt(dt, TJ_SHAPE(4, 6));
+    in[1] = normal_dt(dt, TJ_SHAPE(4, 6));
+    in[2] = normal_dt(dt, TJ_SHAPE(6, 4));
+    in[3] = normal_dt(dt, TJ_SHAPE());
+    in[4] = normal_dt(dt, TJ_SHAPE(6));
+}
+
+/* Variants 0-5 are one flat loop, 7 one and the reduction; what they keep in registers is
+ * not stored: the arena holds nothing but its slack, except in variant 4, whose returned
+ * reshape shares the buffer of exp(x) * 2 (stored: 24 values). Variants 6 and 8 are two
+ * loops, the first ending with its reason. */
+START_TEST(test_loops_fuse_through_views) {
+    static const int kernels[VIEW_VARIANTS] = {1, 1, 1, 1, 1, 1, 2, 2, 2};
+    for (int d = 0; d < 2; d++)
+        for (int v = 0; v < VIEW_VARIANTS; v++) {
+            tj_dtype dt = d ? TJ_F64 : TJ_F32;
+            size_t slack = 64, stored = v == 4 ? (24 * (d ? 8 : 4) + 63) / 64 * 64 : 0;
+            char what[64];
+            snprintf(what, sizeof what, "variant %d %s", v, tj_dtype_name(dt));
+            tj_scope_begin();
+            tj_tensor *in[5];
+            view_inputs(dt, in);
+            tj_compile_stats st;
+            char *fusion = view_compare(&(view_job){v}, in, what, &st);
+            ck_assert_msg(st.kernels == kernels[v], "%s: %d kernels\n%s", what, st.kernels, fusion);
+            if (v == 6) {
+                ck_assert_msg(strstr(fusion, "ends     a reshape of a loop value follows and the loop broadcasts (it cannot "
+                                             "run flat)"), "%s: no reason\n%s", what, fusion);
+            } else if (v == 8) {
+                ck_assert_msg(strstr(fusion, "ends     the loop would run flat (its ops have several shapes) but the next "
+                                             "op broadcasts a value"), "%s: no reason\n%s", what, fusion);
+            } else {
+                ck_assert_msg(strstr(fusion, "(flat, from (4, 6))"), "%s: not flat\n%s", what, fusion);
+                ck_assert_msg(strstr(fusion, "\n  views    %"), "%s: the loop lists no views\n%s", what, fusion);
+            }
+            if (v < 6)
+                ck_assert_msg(st.arena_bytes == slack + stored, "%s: arena %zu bytes\n%s", what, st.arena_bytes, fusion);
+            free(fusion);
+            tj_scope_end();
+        }
+}
+END_TEST
+
+/* Check mode agrees with loops through views: a view of a value kept in registers has no
+ * value to compare, one of a stored value shares it. */
+START_TEST(test_check_mode_through_views) {
+    tj_tensor *in[5];
+    view_inputs(TJ_F32, in);
+    tj_set_mode(TJ_MODE_CHECK);
+    for (int v = 0; v < VIEW_VARIANTS; v++) {
+        view_job j = {v};
+        tj_function *f = tj_function_new("views_check", view_step, &j);
+        tj_tensor *out[2];
+        for (int i = 0; i < 3; i++)
+            ck_assert_msg(tj_function_call(f, 5, in, view_nout[v], out) == 0, "variant %d: %s", v, tj_last_error());
+        ck_assert_str_eq(tj_function_last_path(f), "checked");
+        tj_function_free(f);
+    }
+}
+END_TEST
+
+/* loss = sum(reshape(tanh(x * x), 24) * w + reshape(stop_gradient(x) * x, 24)), x (4, 6),
+ * w (24,); out = loss, d loss / d x, d loss / d w */
+static int view_grad_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tape *tape = tj_tape_begin(0);
+    tj_tape_watch(tape, in[0]);
+    tj_tape_watch(tape, in[1]);
+    tj_tensor *x = in[0];
+    tj_tensor *a = tj_mul(tj_reshape(tj_tanh(tj_mul(x, x)), TJ_SHAPE(24)), in[1]);
+    out[0] = tj_sum(tj_add(a, tj_reshape(tj_mul(tj_stop_gradient(x), x), TJ_SHAPE(24))), 0, NULL, false);
+    int rc = tj_tape_gradient(tape, out[0], 2, in, out + 1);
+    tj_tape_free(tape);
+    return rc;
+}
+
+/* Forward and backward through reshapes and stop_gradient: the same bits as eager, f32
+ * and f64; the whole step is one flat loop (it also computes the loss's block value) and
+ * the loss's end. */
+START_TEST(test_gradients_through_reshape) {
+    for (int d = 0; d < 2; d++) {
+        tj_dtype dt = d ? TJ_F64 : TJ_F32;
+        tj_seed(5);
+        tj_tensor *in[2] = {normal_dt(dt, TJ_SHAPE(4, 6)), normal_dt(dt, TJ_SHAPE(24))}, *e[3], *c[3];
+        tj_set_mode(TJ_MODE_EAGER);
+        ck_assert_int_eq(view_grad_step(NULL, 2, in, 3, e), 0);
+        tj_set_mode(TJ_MODE_JIT);
+        tj_function *f = tj_function_new("view_grad", view_grad_step, NULL);
+        ck_assert_int_eq(tj_function_call(f, 2, in, 3, c), 0);
+        ck_assert_msg(tj_function_call(f, 2, in, 3, c) == 0, "%s", tj_last_error());
+        ck_assert_str_eq(tj_function_last_path(f), "compiled");
+        for (int i = 0; i < 3; i++) ck_assert_msg(same_bits(e[i], c[i]), "%s output %d differs", tj_dtype_name(dt), i);
+        tj_compile_stats st;
+        ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+        ck_assert_int_eq(st.kernels, 2);
+        tj_function_free(f);
+    }
+}
+END_TEST
+
+/* t = tanh(x) * x, x (300, 1001); u = reshape(t, (1001, 300)); out = u * s + 1, sum(u) */
+static int big_view_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tensor *u = tj_reshape(tj_mul(tj_tanh(in[0]), in[0]), TJ_SHAPE(1001, 300));
+    out[0] = tj_add(tj_mul(u, in[1]), tj_scalar(1));
+    out[1] = tj_sum(u, 0, NULL, false);
+    return 0;
+}
+
+/* A big flat loop through a reshape runs in pieces: the same bits with 1 and 2 threads and
+ * as eager, f32 and f64; one loop and the sum's end. */
+START_TEST(test_flat_loop_split_over_threads) {
+    for (int d = 0; d < 2; d++) {
+        tj_dtype dt = d ? TJ_F64 : TJ_F32;
+        tj_seed(8);
+        tj_tensor *in[2] = {normal_dt(dt, TJ_SHAPE(300, 1001)), normal_dt(dt, TJ_SHAPE())}, *e[2], *one[2], *two[2];
+        tj_set_mode(TJ_MODE_EAGER);
+        ck_assert_int_eq(big_view_step(NULL, 2, in, 2, e), 0);
+        tj_set_mode(TJ_MODE_JIT);
+        tj_function *f = tj_function_new("big_view", big_view_step, NULL);
+        ck_assert_int_eq(tj_set_threads(1), 0);
+        ck_assert_int_eq(tj_function_call(f, 2, in, 2, one), 0);
+        ck_assert_int_eq(tj_function_call(f, 2, in, 2, one), 0);
+        ck_assert_int_eq(tj_set_threads(2), 0);
+        ck_assert_int_eq(tj_function_call(f, 2, in, 2, two), 0);
+        tj_set_threads(1);
+        ck_assert_str_eq(tj_function_last_path(f), "compiled");
+        for (int i = 0; i < 2; i++) {
+            ck_assert_msg(same_bits(e[i], one[i]), "%s output %d: 1 thread differs from eager", tj_dtype_name(dt), i);
+            ck_assert_msg(same_bits(one[i], two[i]), "%s output %d: 2 threads differ from 1", tj_dtype_name(dt), i);
+        }
+        tj_compile_stats st;
+        ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+        ck_assert_int_eq(st.kernels, 2);
+        tj_function_free(f);
+    }
+}
+END_TEST
+#endif
+
 Suite *jit_suite(void) {
     Suite *s = suite_create("jit");
 #ifndef TJ_HAVE_JIT
@@ -1019,6 +1261,14 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_compiled_loops_split_over_threads);
     tcase_add_test(fn, test_loop_computes_full_reduction);
     suite_add_tcase(s, fn);
+    TCase *views = tcase_create("fuse_views");
+    tcase_add_checked_fixture(views, setup, teardown);
+    tcase_set_timeout(views, 300);
+    tcase_add_test(views, test_loops_fuse_through_views);
+    tcase_add_test(views, test_check_mode_through_views);
+    tcase_add_test(views, test_gradients_through_reshape);
+    tcase_add_test(views, test_flat_loop_split_over_threads);
+    suite_add_tcase(s, views);
     return s;
 #endif
 }
