@@ -11,22 +11,32 @@
 
 typedef uint32_t v8u __attribute__((vector_size(32)));
 
+/* lanes i0.. of a, b (8 + i: lane i of b): clang and gcc 12+ name it alike, older gcc not */
+#ifdef __has_builtin
+#if __has_builtin(__builtin_shufflevector)
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#endif
+#endif
+#ifndef SHUF
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (v8u){__VA_ARGS__})
+#endif
+
 /* y[c * ry + r] = x[r * rx + c] for r, c < 8: unpack pairs, then pairs of pairs, then halves */
 static void block8(const uint32_t *x, int64_t rx, uint32_t *y, int64_t ry) {
     v8u r[8], t[8], u[8];
     for (int k = 0; k < 8; k++) memcpy(&r[k], x + k * rx, sizeof r[k]);
     for (int k = 0; k < 8; k += 2) {
-        t[k] = __builtin_shuffle(r[k], r[k + 1], (v8u){0, 8, 1, 9, 4, 12, 5, 13});
-        t[k + 1] = __builtin_shuffle(r[k], r[k + 1], (v8u){2, 10, 3, 11, 6, 14, 7, 15});
+        t[k] = SHUF(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = SHUF(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int k = 0; k < 8; k += 4)
         for (int h = 0; h < 2; h++) {
-            u[k + 2 * h] = __builtin_shuffle(t[k + h], t[k + h + 2], (v8u){0, 1, 8, 9, 4, 5, 12, 13});
-            u[k + 2 * h + 1] = __builtin_shuffle(t[k + h], t[k + h + 2], (v8u){2, 3, 10, 11, 6, 7, 14, 15});
+            u[k + 2 * h] = SHUF(t[k + h], t[k + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[k + 2 * h + 1] = SHUF(t[k + h], t[k + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
         }
     for (int c = 0; c < 4; c++) {
-        v8u lo = __builtin_shuffle(u[c], u[c + 4], (v8u){0, 1, 2, 3, 8, 9, 10, 11});
-        v8u hi = __builtin_shuffle(u[c], u[c + 4], (v8u){4, 5, 6, 7, 12, 13, 14, 15});
+        v8u lo = SHUF(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        v8u hi = SHUF(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);
         memcpy(y + c * ry, &lo, sizeof lo);
         memcpy(y + (c + 4) * ry, &hi, sizeof hi);
     }
