@@ -53,8 +53,8 @@ static bool reads_through(const tj_graph *g, const bool *live, const bool *store
     return false;
 }
 
-/* Kernel k is a small matmul that reads state node s: its epilogue writes tile by tile
- * while the matmul still reads s. */
+/* Kernel k is a matmul that reads state node s: its epilogue writes tile by tile (small)
+ * or piece by piece (BLAS) while the matmul still reads s. */
 static bool matmul_reads(const tj_graph *g, const bool *live, const tj_lowered *low, int k, int s) {
     const tj_gnode *mm = &g->nodes[low->kernel[k].ops[0]];
     if (tj_lower_inline(g, mm)) return false;

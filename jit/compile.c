@@ -22,6 +22,8 @@ static int sig_prepare(sig *s) {
     /* matmul calls the routine eager uses, by its address: never by link order */
     if (!rc) rc = tj_engine_define("tj_blas_sgemm", (void *)(uintptr_t)tj_blas_sgemm);
     if (!rc) rc = tj_engine_define("tj_blas_dgemm", (void *)(uintptr_t)tj_blas_dgemm);
+    if (!rc) rc = tj_engine_define("tj_blas_sgemm_piece", (void *)(uintptr_t)tj_blas_sgemm_piece);
+    if (!rc) rc = tj_engine_define("tj_blas_dgemm_piece", (void *)(uintptr_t)tj_blas_dgemm_piece);
     double t0 = tj_now_ms();
     if (!rc) rc = tj_graph_optimize(s->g);
     if (rc) return rc;

@@ -7,6 +7,7 @@
  * only where a signature compiled. Layouts of the files: dump.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "dump.h"
+#include "core/blas.h"
 #include "math/reduce.h"
 #include "lowered.h"
 
@@ -638,12 +639,12 @@ static const char *kind_name(tj_kernel_kind k) {
 }
 
 /* "; epilogue 5, 6 on each tile as it is computed, over (10, 32), strides %4 [0, 1]" */
-static void sb_epilogue(sbuf *b, const tj_graph *g, const tj_kernel *k) {
+static void sb_epilogue(sbuf *b, const tj_graph *g, const tj_kernel *k, const char *unit) {
     tj_loop_dims e;
     tj_kernel_loop_inputs(g, k, &e);
     sb_puts(b, "; epilogue ");
     for (int m = 1; m < k->nops; m++) sb_printf(b, m > 1 ? ", %d" : "%d", k->ops[m]);
-    sb_puts(b, " on each tile as it is computed, over ");
+    sb_printf(b, " on each %s as it is computed, over ", unit);
     sb_shape(b, &g->nodes[k->node].shape);
     for (int q = 0; q < e.nin; q++) {
         sb_printf(b, q ? "; %%%d [" : ", strides %%%d [", e.in[q]);
@@ -769,6 +770,13 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             sb_printf(b, "m %lld, n %lld, k %lld, %lld batch%s; %s", (long long)m, (long long)n, (long long)kk2,
                       (long long)(nd->numel / (m * n)), nd->numel / (m * n) == 1 ? "" : "es",
                       nd->dtype == TJ_F64 ? "tj_blas_dgemm" : "tj_blas_sgemm");
+            if (k->nops > 1) {
+                int64_t pm, pn;
+                tj_blas_pieces(m, n, &pm, &pn);
+                sb_printf(b, " in %lld piece%s of %lld x %lld", (long long)k->range, plural(k->range), (long long)pm,
+                          (long long)pn);
+                sb_epilogue(b, g, k, "piece");
+            }
             break;
         }
         case TJ_KERNEL_SMALL_MATMUL: {
@@ -778,7 +786,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                       (long long)tj_shape_numel(&mm.batch), tj_shape_numel(&mm.batch) == 1 ? "" : "es");
             if (mm.a_through >= 0) sb_printf(b, "; a: %%%d read transposed in place of %%%d", mm.a, mm.a_through);
             if (mm.b_through >= 0) sb_printf(b, "; b: %%%d read transposed in place of %%%d", mm.b, mm.b_through);
-            if (k->nops > 1) sb_epilogue(b, g, k);
+            if (k->nops > 1) sb_epilogue(b, g, k, "tile");
             break;
         }
         case TJ_KERNEL_CALL:
@@ -796,11 +804,11 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             tj_kernel_loop_dims(g, k, &e);
             nin = e.nin;
             memcpy(in_ids, e.in, sizeof(int) * (size_t)nin);
-        } else if (kk == TJ_KERNEL_SMALL_MATMUL) {      /* through transposes; then its epilogue's */
-            tj_small_matmul mm;
+        } else if (kk == TJ_KERNEL_SMALL_MATMUL || (kk == TJ_KERNEL_BLAS && k->nops > 1)) {
+            tj_small_matmul mm = {.a = tj_graph_resolve(g, nd->in[0]), .b = tj_graph_resolve(g, nd->in[1])};
             tj_loop_dims e;
-            tj_kernel_small_matmul(g, nd, &mm);
-            tj_kernel_loop_inputs(g, k, &e);
+            if (kk == TJ_KERNEL_SMALL_MATMUL) tj_kernel_small_matmul(g, nd, &mm);   /* through transposes */
+            tj_kernel_loop_inputs(g, k, &e);                                       /* then its epilogue's */
             in_ids[nin++] = mm.a;
             if (mm.b != mm.a) in_ids[nin++] = mm.b;
             for (int q = 0; q < e.nin && nin < TJ_GROUP_MAX_IN; q++)

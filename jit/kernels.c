@@ -1,12 +1,14 @@
 /* kernels.c: how each live node becomes a kernel: a view (no code), an elementwise vector
  * loop, an inline reduction, an inline small matmul (reading transposes in place; the
- * elementwise ops after it are its epilogue), a direct BLAS call or a call of the op's eager
- * kernel, and the loop nest of elementwise kernels (one flat dimension for a loop through
- * reshapes, whose ops read views of its values in registers). One place, used by the
- * lowering (lower.c) and the dumps (dump.c); plain C, no LLVM. */
+ * elementwise ops after it are its epilogue), a direct BLAS call (of one batch: with its
+ * epilogue on each of its pieces) or a call of the op's eager kernel, and the loop nest of
+ * elementwise kernels (one flat dimension for a loop through reshapes, whose ops read views
+ * of its values in registers). One place, used by the lowering (lower.c) and the dumps
+ * (dump.c); plain C, no LLVM. */
 #include "lowered.h"
 #include "matmul_small.h"
 #include "math/reduce.h"
+#include "core/blas.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -49,7 +51,7 @@ static int member(const tj_kernel *k, int id) {
     return -1;
 }
 
-/* The first elementwise op of k: 0, or 1 after a small matmul (its epilogue). */
+/* The first elementwise op of k: 0, or 1 after a matmul (its epilogue). */
 static int first_elementwise(const tj_graph *g, const tj_kernel *k) {
     return tj_lower_inline(g, &g->nodes[k->ops[0]]) ? 0 : 1;
 }
@@ -233,6 +235,13 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
     return e.nd == 1;
 }
 
+/* A matmul of one batch: a BLAS call that may have an epilogue (the elementwise ops after
+ * it, run on each of its pieces). */
+static bool one_batch(const tj_gnode *nd) {
+    int r = nd->shape.ndim;
+    return nd->numel == nd->shape.dim[r - 2] * nd->shape.dim[r - 1];
+}
+
 /* Whether the open loop stays open past view i. A view of a value the loop does not
  * compute is read from its buffer like any outside value. The ops after a view of a loop
  * value read it in registers: element for element when the view has the loop's shape or
@@ -286,7 +295,7 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
             open->reduced[open->nreduced++] = i;
             k->from_loop = (int)(open - ks);
         } else {
-            open = loop || kind == TJ_KERNEL_SMALL_MATMUL ? k : NULL;
+            open = loop || kind == TJ_KERNEL_SMALL_MATMUL || (kind == TJ_KERNEL_BLAS && one_batch(nd)) ? k : NULL;
         }
     }
     return nk;
@@ -333,16 +342,24 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
     for (int k = 0; k < nk; k++)
         if (ks[k].nops > 1 || ks[k].nreduced > 0)
             for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
+    for (int k = 0; k < nk; k++)             /* BLAS writes its product to memory */
+        if (tj_kernel_kind_of(g, &g->nodes[ks[k].node]) == TJ_KERNEL_BLAS) stored[ks[k].node] = true;
     for (int i = 0; i < g->n; i++)
         if (live_view(g, live, i)) stored[i] = stored[tj_kernel_view_source(g, i)];
 }
 
-/* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements */
+/* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements. A
+ * BLAS call with an epilogue: its product's pieces (tj_blas_pieces), one at a time. */
 static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
+        const tj_gnode *nd = &g->nodes[ks[k].node];
         ks[k].range = 1;
         ks[k].grain = 1;
-        if (tj_kernel_kind_of(g, &g->nodes[ks[k].node]) != TJ_KERNEL_LOOP || g->nodes[ks[k].node].numel == 0) continue;
+        if (tj_kernel_kind_of(g, nd) == TJ_KERNEL_BLAS && ks[k].nops > 1) {
+            int64_t pm, pn;
+            ks[k].range = tj_blas_pieces(nd->shape.dim[nd->shape.ndim - 2], nd->shape.dim[nd->shape.ndim - 1], &pm, &pn);
+        }
+        if (tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP || nd->numel == 0) continue;
         tj_loop_dims e;
         tj_kernel_loop_dims(g, &ks[k], &e);
         int64_t per_row = e.nd == 1 ? 1 : g->nodes[ks[k].node].numel / e.dim[0];

@@ -11,6 +11,7 @@
 #include "lower_matmul.h"
 #include "lower_reduce.h"
 #include "math/reduce.h"
+#include "core/blas.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -443,6 +444,58 @@ static void lower_small_matmul(lctx *c, const tj_kernel *k, const bool *stored) 
                           stored[k->node] ? buf_ptr(c, k->node) : NULL, k->nops > 1 ? &hook : NULL);
 }
 
+/* A BLAS call of one batch with its epilogue: for each piece in [lo, hi) (tj_blas_pieces),
+ * the piece's product by the routine eager's pieces run (tj_blas_?gemm_piece), then the
+ * epilogue on the piece's rows while they are in cache: vectors of c->lanes f32 (half as
+ * many f64) along each row, then single elements. */
+static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored) {
+    const tj_gnode *nd = &c->g->nodes[k->node];
+    int r = nd->shape.ndim, a = tj_graph_resolve(c->g, nd->in[0]);
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk = c->g->nodes[a].shape.dim[r - 1], pm, pn;
+    tj_blas_pieces(m, n, &pm, &pn);
+    bool f32 = nd->dtype == TJ_F32;
+    LLVMTypeRef et = f32 ? c->f32 : c->f64;
+    int w = f32 ? c->lanes : c->lanes / 2;
+    if (w < 1) w = 1;
+    unsigned align = f32 ? 4 : 8;
+    LLVMTypeRef args[7] = {c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr, c->i64};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 7, 0);
+    const char *name = f32 ? "tj_blas_sgemm_piece" : "tj_blas_dgemm_piece";
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+    if (!fn) fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMValueRef A = buf_ptr(c, a), B = buf_ptr(c, tj_graph_resolve(c->g, nd->in[1])), C = buf_ptr(c, k->node);
+    epilogue ep = {.c = c, .k = k};
+    tj_kernel_loop_inputs(c->g, k, &ep.e);
+    for (int q = 0; q < ep.e.nin; q++) ep.base[q] = buf_ptr(c, ep.e.in[q]);
+    for (int o = 1; o < k->nops; o++) ep.outb[o] = stored[k->ops[o]] ? buf_ptr(c, k->ops[o]) : NULL;
+    LLVMValueRef t0[TJ_MAX_DIMS];                 /* the batch indices: one batch */
+    for (int d = 0; d < TJ_MAX_DIMS; d++) t0[d] = cint(c, 0);
+    loop pl = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "piece");
+    LLVMValueRef av[7] = {cint(c, m), cint(c, n), cint(c, kk), A, B, C, pl.iv};
+    LLVMBuildCall2(c->b, fty, fn, av, 7, "");
+    bool rows = pm < m;                           /* else the piece is columns */
+    LLVMValueRef lo = LLVMBuildMul(c->b, pl.iv, cint(c, rows ? pm : pn), ""), dim = cint(c, rows ? m : n);
+    LLVMValueRef end = LLVMBuildAdd(c->b, lo, cint(c, rows ? pm : pn), "");
+    end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, end, dim, ""), end, dim, "");
+    LLVMValueRef i0 = rows ? lo : cint(c, 0), i1 = rows ? end : cint(c, m);
+    LLVMValueRef j0 = rows ? cint(c, 0) : lo, j1 = rows ? cint(c, n) : end;
+    LLVMValueRef nvec = LLVMBuildSDiv(c->b, LLVMBuildSub(c->b, j1, j0, ""), cint(c, w), "");
+    LLVMValueRef jtail = LLVMBuildAdd(c->b, j0, LLVMBuildMul(c->b, nvec, cint(c, w), ""), "");
+    loop li = loop_begin(c, i0, i1, "row");
+    LLVMValueRef row = LLVMBuildMul(c->b, li.iv, cint(c, n), "");
+    for (int tail = 0; tail < 2; tail++) {        /* vectors, then single elements */
+        int ww = tail ? 1 : w;
+        loop lj = loop_begin(c, tail ? jtail : cint(c, 0), tail ? j1 : nvec, tail ? "col" : "vec");
+        LLVMValueRef j = tail ? lj.iv : LLVMBuildAdd(c->b, j0, LLVMBuildMul(c->b, lj.iv, cint(c, w), ""), "");
+        LLVMValueRef at = LLVMBuildAdd(c->b, row, j, "");
+        LLVMValueRef y = load(c, ww > 1 ? LLVMVectorType(et, (unsigned)ww) : et, gep(c, et, C, at), align);
+        epilogue_row(&ep, t0, li.iv, j, at, ww, y);
+        loop_end(c, &lj, cint(c, 1));
+    }
+    loop_end(c, &li, cint(c, 1));
+    loop_end(c, &pl, cint(c, 1));
+}
+
 /* A reduction; one that finishes a loop's work combines the loop's block values. */
 static void lower_reduce(lctx *c, const tj_kernel *k) {
     const tj_gnode *nd = &c->g->nodes[k->node];
@@ -530,7 +583,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, i
         case TJ_KERNEL_LOOP: (k->nreduced > 0 ? lower_loop_reduce : lower_loop)(&c, k, stored); break;
         case TJ_KERNEL_REDUCE: lower_reduce(&c, k); break;
         case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k, stored); break;
-        case TJ_KERNEL_BLAS: lower_matmul(&c, k->node); break;
+        case TJ_KERNEL_BLAS: if (k->nops > 1) lower_blas_epilogue(&c, k, stored); else lower_matmul(&c, k->node); break;
         case TJ_KERNEL_CALL: lower_call(&c, k->node); break;
         case TJ_KERNEL_VIEW: break;
         }

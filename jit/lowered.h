@@ -25,9 +25,9 @@ typedef void (*tj_kernel_fn)(void **bufs, void **calls, int64_t lo, int64_t hi);
 typedef struct tj_kernel {
     int node;                /* its first node */
     int64_t range, grain;
-    /* nodes it computes, in order: ops[0..nops); in a small matmul's kernel ops[0] is the
-     * matmul and ops[1..] its epilogue, elementwise ops of its shape applied to each output
-     * tile as it is computed */
+    /* nodes it computes, in order: ops[0..nops); in a matmul's kernel ops[0] is the matmul
+     * and ops[1..] its epilogue, elementwise ops of its shape applied to each output tile
+     * (small) or piece (BLAS) as it is computed */
     int nops;
     int ops[TJ_GROUP_MAX];
     /* Full sums or maxes of a loop's values are computed in the loop: it writes the value
@@ -63,7 +63,8 @@ tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
  * views (reshape, stop_gradient) when the loop can run flat: all its nodes of one numel
  * and every value it reads from outside of that numel or a scalar; a loop may absorb
  * full reductions of its values that follow (tj_kernel.reduced); such a run right after
- * a small matmul, of the matmul's shape, is the matmul's epilogue (in its kernel); a
+ * a small matmul or a BLAS call of one batch, of the matmul's shape, is the matmul's
+ * epilogue (in its kernel; a BLAS call's range is then its pieces, tj_blas_pieces); a
  * transpose read only by small matmuls (which read its input in place) has no kernel;
  * every other node is a kernel of its own. stored[i]: node i's value is written to its
  * buffer (a fused value used only inside its kernel, or such a transpose, is not). 0 or OOM. */

@@ -132,6 +132,43 @@ START_TEST(one_and_two_threads) {
 }
 END_TEST
 
+/* The pieces tile the product (rows or columns, equal but the last, multiples of 16), and
+ * computing them one by one gives the whole product's bits, f32 and f64. */
+START_TEST(pieces_tile_the_product) {
+    static const int64_t mnk[6][3] = {{784, 512, 128}, {128, 512, 784}, {600, 700, 33}, {100, 1100, 7}, {10, 10, 3},
+                                      {512, 5, 0}};
+    for (int s = 0; s < 6; s++) {
+        int64_t m = mnk[s][0], n = mnk[s][1], k = mnk[s][2], pm, pn;
+        int64_t np = tj_blas_pieces(m, n, &pm, &pn);
+        ck_assert(pm == m || pn == n);
+        ck_assert(pm == m || pm % 16 == 0);
+        ck_assert(pn == n || pn % 16 == 0);
+        ck_assert_int_eq(np, (m + pm - 1) / pm * ((n + pn - 1) / pn));
+        ck_assert(np >= 1 && (np == 1 || (pm < m ? (np - 1) * pm < m : (np - 1) * pn < n)));
+        float *A = malloc(sizeof(float) * (size_t)(m * k + 1)), *B = malloc(sizeof(float) * (size_t)(k * n + 1));
+        float *C1 = malloc(sizeof(float) * (size_t)(m * n)), *C2 = malloc(sizeof(float) * (size_t)(m * n));
+        double *D1 = malloc(sizeof(double) * (size_t)(m * n)), *D2 = malloc(sizeof(double) * (size_t)(m * n));
+        double *Ad = malloc(sizeof(double) * (size_t)(m * k + 1)), *Bd = malloc(sizeof(double) * (size_t)(k * n + 1));
+        for (int64_t i = 0; i < m * k; i++) Ad[i] = A[i] = (float)rnd();
+        for (int64_t i = 0; i < k * n; i++) Bd[i] = B[i] = (float)rnd();
+        for (int64_t i = 0; i < m * n; i++) { C1[i] = C2[i] = NAN; D1[i] = D2[i] = NAN; }
+        tj_blas_sgemm(m, n, k, A, B, C1);
+        tj_blas_dgemm(m, n, k, Ad, Bd, D1);
+        for (int64_t t = np - 1; t >= 0; t--) {           /* any order */
+            tj_blas_sgemm_piece(m, n, k, A, B, C2, t);
+            tj_blas_dgemm_piece(m, n, k, Ad, Bd, D2, t);
+        }
+        ck_assert_msg(memcmp(C1, C2, sizeof(float) * (size_t)(m * n)) == 0, "%lldx%lldx%lld f32", (long long)m,
+                      (long long)n, (long long)k);
+        ck_assert_msg(memcmp(D1, D2, sizeof(double) * (size_t)(m * n)) == 0, "%lldx%lldx%lld f64", (long long)m,
+                      (long long)n, (long long)k);
+        free(A); free(B); free(C1); free(C2); free(D1); free(D2); free(Ad); free(Bd);
+    }
+    int64_t pm, pn;
+    ck_assert_int_eq(tj_blas_pieces(0, 5, &pm, &pn), 0);
+}
+END_TEST
+
 START_TEST(info_names_the_core) {
     const char *env = getenv("OPENBLAS_CORETYPE");
     char saved[256];
@@ -265,6 +302,7 @@ Suite *blas_suite(void) {
     tcase_add_loop_test(tc, naive_matches_reference, 0, NSIZES);
     tcase_add_test(tc, k_zero_gives_zeros);
     tcase_add_test(tc, one_and_two_threads);
+    tcase_add_test(tc, pieces_tile_the_product);
     tcase_add_test(tc, info_names_the_core);
     suite_add_tcase(s, tc);
 

@@ -408,7 +408,8 @@ START_TEST(test_small_matmul_epilogue_stores_only_what_is_read) {
 END_TEST
 
 /* A variable updated by a matmul's epilogue: v <- x @ v + v must not be written in place
- * (the matmul reads all of v while its tiles are written), v <- v - x @ w may be. */
+ * (the matmul reads all of v while its tiles or pieces are written), v <- v - x @ w may
+ * be. */
 typedef struct { tj_tensor *v; bool reads_v; } epi_state;
 
 static int epi_state_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
@@ -420,11 +421,13 @@ static int epi_state_step(void *user, int n_in, tj_tensor *const *in, int n_out,
     return 0;
 }
 
-START_TEST(test_small_matmul_epilogue_writes_state) {
+START_TEST(test_matmul_epilogue_writes_state) {
+    for (int big = 0; big < 2; big++)     /* small: inline; big: BLAS in two pieces of rows */
     for (int reads_v = 0; reads_v < 2; reads_v++) {
+        int64_t m = big ? 512 : 8, n = big ? 64 : 8;
         tj_seed(11);
-        tj_tensor *init = tj_rand_normal(TJ_SHAPE(8, 8), 0, 0.3);
-        tj_tensor *in[2] = {tj_rand_normal(TJ_SHAPE(8, 8), 0, 0.3), tj_rand_normal(TJ_SHAPE(8, 8), 0, 1)}, *oe, *oc;
+        tj_tensor *init = tj_rand_normal(TJ_SHAPE(m, n), 0, 0.3);
+        tj_tensor *in[2] = {tj_rand_normal(TJ_SHAPE(m, m), 0, big ? 0.05 : 0.3), tj_rand_normal(TJ_SHAPE(m, n), 0, 1)}, *oe, *oc;
         epi_state se = {tj_variable(init, "v"), reads_v}, sc = {tj_variable(init, "v"), reads_v};
         tj_set_mode(TJ_MODE_EAGER);
         for (int i = 0; i < 3; i++) ck_assert_int_eq(epi_state_step(&se, 2, in, 1, &oe), 0);
@@ -437,11 +440,53 @@ START_TEST(test_small_matmul_epilogue_writes_state) {
         tj_compile_stats st;
         ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
         ck_assert_int_eq(st.kernels, 2);                         /* the matmul with its epilogue, the sum */
-        ck_assert_msg((st.arena_bytes >= 8 * 8 * 4) == (bool)reads_v, "reads_v %d: arena %zu bytes", reads_v, st.arena_bytes);
+        /* the new value's buffer when not in place; BLAS also writes its product to one */
+        ck_assert_msg((st.arena_bytes >= (size_t)((1 + big) * m * n * 4)) == (bool)reads_v, "big %d reads_v %d: arena %zu bytes",
+                      big, reads_v, st.arena_bytes);
         tj_function_free(f);
         tj_variable_free(se.v);
         tj_variable_free(sc.v);
     }
+}
+END_TEST
+
+/* The epilogue of a BLAS call runs on each of its pieces: every variant, on products cut
+ * into rows, into columns (equal pieces and a shorter last one) or not at all, f32 and
+ * f64, with transposed operands, on 1 and 2 threads; compiled == eager bit for bit. One
+ * batch: the epilogue is in the matmul's kernel (one kernel but for variant 3); batched
+ * products run the plain BLAS call and loops. */
+START_TEST(test_blas_epilogue_compiled_equals_eager) {
+    static const int64_t sizes[][3] = {{600, 40, 70}, {128, 600, 30}, {40, 1100, 20}, {64, 64, 64}, {513, 7, 9}};
+    int v = _i;
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++)
+        for (int d = 0; d < 2; d++)
+            for (int t = 0; t < 4; t += 3)
+                for (int bv = 0; bv < 2; bv++) {
+                    int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
+                    tj_dtype dt = d ? TJ_F64 : TJ_F32;
+                    epi_job j = {.ta = t & 1, .tb = t & 2, .variant = v};
+                    char what[112];
+                    snprintf(what, sizeof what, "variant %d %s (%lld,%lld,%lld) transposes %d batches %d", v, tj_dtype_name(dt),
+                             (long long)m, (long long)n, (long long)k, t, bv);
+                    tj_scope_begin();
+                    tj_seed(c * 131 + (uint64_t)(d * 16 + t * 4 + bv));
+                    tj_tensor *in[5];
+                    in[0] = normal_dt(dt, j.ta ? mat_shape(bv, false, k, m) : mat_shape(bv, false, m, k));
+                    in[1] = normal_dt(dt, j.tb ? mat_shape(bv, true, n, k) : mat_shape(bv, true, k, n));
+                    in[2] = normal_dt(dt, TJ_SHAPE(n));
+                    in[3] = normal_dt(dt, bv == 0 ? TJ_SHAPE(m, n) : TJ_SHAPE(3, m, n));
+                    in[4] = normal_dt(dt, TJ_SHAPE(m, 1));
+                    for (int threads = 1; threads <= 2; threads++) {
+                        ck_assert_int_eq(tj_set_threads(threads), 0);
+                        tj_compile_stats st;
+                        epi_compare(&j, in, what, &st);
+                        if (bv == 0)
+                            ck_assert_msg(st.kernels == (v == 3 ? 3 : 1) + (j.ta ? 1 : 0) + (j.tb ? 1 : 0),
+                                          "%s: %d kernels", what, st.kernels);
+                    }
+                    ck_assert_int_eq(tj_set_threads(1), 0);
+                    tj_scope_end();
+                }
 }
 END_TEST
 
@@ -1238,7 +1283,8 @@ Suite *jit_suite(void) {
     tcase_add_test(mm, test_small_matmul_folds_transposes);
     tcase_add_loop_test(mm, test_small_matmul_epilogue_compiled_equals_eager, 0, 5);
     tcase_add_test(mm, test_small_matmul_epilogue_stores_only_what_is_read);
-    tcase_add_test(mm, test_small_matmul_epilogue_writes_state);
+    tcase_add_test(mm, test_matmul_epilogue_writes_state);
+    tcase_add_loop_test(mm, test_blas_epilogue_compiled_equals_eager, 0, 5);
     suite_add_tcase(s, mm);
     TCase *steps = tcase_create("steps");
     tcase_add_checked_fixture(steps, setup, teardown);

@@ -176,46 +176,55 @@ const char *tj_blas_info(void) {
 }
 
 /* ---- the C loops ------------------------------------------------------------------------
- * C[i,:] = sum_p A[i,p] * B[p,:], p ascending, so every row is computed in the same order
- * whatever the split; rows are shared out in fixed blocks of ROWS. */
+ * C[i,:] = sum_p A[i,p] * B[p,:], p ascending, so every element is computed in the same
+ * order whatever the split; rows are shared out in fixed blocks of ROWS. */
 #define ROWS 16
 
 typedef struct {
-    int64_t m, n, k;
-    const void *A, *B;   /* (m, k), (k, n) */
-    void *C;             /* (m, n) */
-} naive_ctx;
+    bool dbl;
+    int64_t m, n, k, pm, pn;   /* (m, k) @ (k, n); a piece's rows and columns (products) */
+    const void *A, *B;
+    void *C;
+} gemm_ctx;
 
-#define NAIVE_ROWS(T, name)                                                              \
-    static void name(void *vctx, int64_t blk) {                                         \
-        const naive_ctx *c = vctx;                                                      \
+/* C[i0..i1, j0..j1) by the C loops (zeros when k is 0) */
+#define NAIVE_RECT(T, name)                                                              \
+    static void name(const gemm_ctx *c, int64_t i0, int64_t i1, int64_t j0, int64_t j1) { \
         const T *A = c->A, *B = c->B;                                                   \
         T *C = c->C;                                                                    \
-        int64_t i1 = (blk + 1) * ROWS < c->m ? (blk + 1) * ROWS : c->m;                 \
-        for (int64_t i = blk * ROWS; i < i1; i++) {                                     \
+        for (int64_t i = i0; i < i1; i++) {                                             \
             T *ci = C + i * c->n;                                                       \
-            for (int64_t j = 0; j < c->n; j++) ci[j] = 0;                               \
+            for (int64_t j = j0; j < j1; j++) ci[j] = 0;                                \
             for (int64_t p = 0; p < c->k; p++) {                                        \
                 const T a = A[i * c->k + p], *bp = B + p * c->n;                        \
-                for (int64_t j = 0; j < c->n; j++) ci[j] += a * bp[j];                  \
+                for (int64_t j = j0; j < j1; j++) ci[j] += a * bp[j];                   \
             }                                                                           \
         }                                                                               \
     }
-NAIVE_ROWS(float, naive_rows_f32)
-NAIVE_ROWS(double, naive_rows_f64)
+NAIVE_RECT(float, naive_rect_f32)
+NAIVE_RECT(double, naive_rect_f64)
 
-void tj_blas_sgemm_naive(int64_t m, int64_t n, int64_t k, const float *A, const float *B,
-                         float *C) {
-    if (m <= 0 || n <= 0) return;
-    naive_ctx c = {m, n, k > 0 ? k : 0, A, B, C};
-    tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows_f32, &c);
+static void naive_rect(const gemm_ctx *c, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    (c->dbl ? naive_rect_f64 : naive_rect_f32)(c, i0, i1, j0, j1);
 }
 
-void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
-                         double *C) {
+static void naive_rows(void *vctx, int64_t blk) {
+    const gemm_ctx *c = vctx;
+    naive_rect(c, blk * ROWS, (blk + 1) * ROWS < c->m ? (blk + 1) * ROWS : c->m, 0, c->n);
+}
+
+static void naive(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
     if (m <= 0 || n <= 0) return;
-    naive_ctx c = {m, n, k > 0 ? k : 0, A, B, C};
-    tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows_f64, &c);
+    gemm_ctx c = {dbl, m, n, k > 0 ? k : 0, m, n, A, B, C};
+    tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows, &c);
+}
+
+void tj_blas_sgemm_naive(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
+    naive(false, m, n, k, A, B, C);
+}
+
+void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C) {
+    naive(true, m, n, k, A, B, C);
 }
 
 /* ---- products ---------------------------------------------------------------------------
@@ -225,7 +234,9 @@ void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const
  * the cores, and since the pieces depend on the sizes only, the bits do not depend on the
  * thread count. Pieces are as large as SPLIT allows and of equal size (multiples of 16, the
  * last one shorter): each piece packs the other operand again (W2's products on 1 thread
- * took 2.06 ms in pieces of 64 rows, 1.88 ms in these, 1.75 ms in one call each). */
+ * took 2.06 ms in pieces of 64 rows, 1.88 ms in these, 1.75 ms in one call each). Compiled
+ * code may run the pieces itself (tj_blas_?gemm_piece), each followed by the elementwise
+ * ops after the product on that piece. */
 #define SPLIT 256
 
 /* Piece size for a dimension of d >= 2 * SPLIT: d split evenly into ceil(d / SPLIT) pieces,
@@ -235,47 +246,63 @@ static int64_t piece_of(int64_t d) {
     return ((d + np - 1) / np + 15) / 16 * 16;
 }
 
-typedef struct {
-    bool dbl;
-    int64_t m, n, k, pm, pn;   /* piece rows and columns */
-    const void *A, *B;
-    void *C;
-} gemm_ctx;
+int64_t tj_blas_pieces(int64_t m, int64_t n, int64_t *pm, int64_t *pn) {
+    *pm = m;
+    *pn = n;
+    if (m <= 0 || n <= 0) return 0;
+    if (m >= 2 * SPLIT) *pm = piece_of(m);
+    else if (n >= 2 * SPLIT) *pn = piece_of(n);
+    return (m + *pm - 1) / *pm * ((n + *pn - 1) / *pn);
+}
 
+/* Piece t: by OpenBLAS when it takes the whole product's sizes, else by the C loops. */
 static void gemm_piece(void *vctx, int64_t t) {
     const gemm_ctx *c = vctx;
     int64_t i0 = c->pm < c->m ? t * c->pm : 0, j0 = c->pn < c->n ? t * c->pn : 0;
-    blasint mm = (blasint)(c->m - i0 < c->pm ? c->m - i0 : c->pm), nn = (blasint)(c->n - j0 < c->pn ? c->n - j0 : c->pn);
+    int64_t mm = c->m - i0 < c->pm ? c->m - i0 : c->pm, nn = c->n - j0 < c->pn ? c->n - j0 : c->pn;
+    bool blas = c->k > 0 && (c->dbl ? lib.dgemm != NULL : lib.sgemm != NULL) && c->m <= INT_MAX && c->n <= INT_MAX &&
+                c->k <= INT_MAX;
+    if (!blas) { naive_rect(c, i0, i0 + mm, j0, j0 + nn); return; }
     blasint k = (blasint)c->k, n = (blasint)c->n;
     if (c->dbl)
-        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mm, nn, k, 1.0, (const double *)c->A + i0 * c->k, k,
-                  (const double *)c->B + j0, n, 0.0, (double *)c->C + i0 * c->n + j0, n);
+        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)nn, k, 1.0,
+                  (const double *)c->A + i0 * c->k, k, (const double *)c->B + j0, n, 0.0, (double *)c->C + i0 * c->n + j0, n);
     else
-        lib.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mm, nn, k, 1.0f, (const float *)c->A + i0 * c->k, k,
-                  (const float *)c->B + j0, n, 0.0f, (float *)c->C + i0 * c->n + j0, n);
+        lib.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)nn, k, 1.0f,
+                  (const float *)c->A + i0 * c->k, k, (const float *)c->B + j0, n, 0.0f, (float *)c->C + i0 * c->n + j0, n);
 }
 
-/* C = A @ B by BLAS in fixed pieces; false if BLAS cannot take these sizes. */
-static bool gemm(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
+/* The product C = A @ B, cut into *pieces (tj_blas_pieces) */
+static gemm_ctx product(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C,
+                        int64_t *pieces) {
     ensure_loaded();
-    if ((dbl ? !lib.dgemm : !lib.sgemm) || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
-    gemm_ctx c = {dbl, m, n, k, m, n, A, B, C};
-    int64_t pieces = 1;
-    if (m >= 2 * SPLIT) { c.pm = piece_of(m); pieces = (m + c.pm - 1) / c.pm; }
-    else if (n >= 2 * SPLIT) { c.pn = piece_of(n); pieces = (n + c.pn - 1) / c.pn; }
+    gemm_ctx c = {dbl, m, n, k > 0 ? k : 0, m, n, A, B, C};
+    *pieces = tj_blas_pieces(m, n, &c.pm, &c.pn);
+    return c;
+}
+
+static void gemm(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
+    int64_t pieces;
+    gemm_ctx c = product(dbl, m, n, k, A, B, C, &pieces);
     tj_parallel_for(pieces, gemm_piece, &c);
-    return true;
 }
 
 void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) { memset(C, 0, sizeof(float) * (size_t)m * (size_t)n); return; }
-    if (!gemm(false, m, n, k, A, B, C)) tj_blas_sgemm_naive(m, n, k, A, B, C);
+    gemm(false, m, n, k, A, B, C);
 }
 
-void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
-                   double *C) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) { memset(C, 0, sizeof(double) * (size_t)m * (size_t)n); return; }
-    if (!gemm(true, m, n, k, A, B, C)) tj_blas_dgemm_naive(m, n, k, A, B, C);
+void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C) {
+    gemm(true, m, n, k, A, B, C);
+}
+
+void tj_blas_sgemm_piece(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C, int64_t t) {
+    int64_t pieces;
+    gemm_ctx c = product(false, m, n, k, A, B, C, &pieces);
+    if (t >= 0 && t < pieces) gemm_piece(&c, t);
+}
+
+void tj_blas_dgemm_piece(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C, int64_t t) {
+    int64_t pieces;
+    gemm_ctx c = product(true, m, n, k, A, B, C, &pieces);
+    if (t >= 0 && t < pieces) gemm_piece(&c, t);
 }

@@ -14,6 +14,15 @@ void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float 
 void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B,
                    double *C);
 
+/* How those products are cut: returns the number of pieces (0 when m or n is 0), each of
+ * *pm rows by *pn columns (the last one shorter); only one of the two is below m or n.
+ * Piece t covers rows [t pm, ...) when *pm < m, else columns [t pn, ...). */
+int64_t tj_blas_pieces(int64_t m, int64_t n, int64_t *pm, int64_t *pn);
+/* Piece t of tj_blas_?gemm(m, n, k, A, B, C), on the calling thread: the same bits as the
+ * whole product has there. */
+void tj_blas_sgemm_piece(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C, int64_t t);
+void tj_blas_dgemm_piece(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C, int64_t t);
+
 /* The same products by the C fallback (i-p-j loops over rows of B, accumulating in the
  * element type); exposed so tests can check the path used when OpenBLAS is missing. */
 void tj_blas_sgemm_naive(int64_t m, int64_t n, int64_t k, const float *A, const float *B,
