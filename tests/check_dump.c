@@ -85,21 +85,6 @@ static const char *tmp_dir(void) {
     return b;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(p);
-    size_t got = fread(p, 1, (size_t)len, f);
-    fclose(f);
-    p[got] = '\0';
-    if (n) *n = got;
-    return p;
-}
-
 static bool exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -179,7 +164,7 @@ static void check_golden(const char *got_dir, const char *leaf) {
     snprintf(golden, sizeof golden, "%s/%s", GOLDEN_DIR, leaf);
     const char *got_path = file_in(got_dir, FNAME, leaf + strlen(FNAME "/"));
     size_t ng, ne;
-    char *got = slurp(got_path, &ng);
+    char *got = tu_slurp(got_path, &ng);
     ck_assert_msg(got != NULL, "no dump %s", got_path);
     const char *upd = getenv("TJ_UPDATE_GOLDEN");
     if (upd && !strcmp(upd, "1")) {
@@ -196,7 +181,7 @@ static void check_golden(const char *got_dir, const char *leaf) {
         free(got);
         return;
     }
-    char *exp = slurp(golden, &ne);
+    char *exp = tu_slurp(golden, &ne);
     ck_assert_msg(exp != NULL, "no golden file %s (TJ_UPDATE_GOLDEN=1 writes it)", golden);
     if (ng != ne || memcmp(got, exp, ng)) {
         char la[256], lb[256];
@@ -224,7 +209,7 @@ static void same_dumps(const char *a, const char *b) {
     static const char *const leaves[] = {"0.trace.txt", "0.graph.txt", "0.fusion.txt", "0.llvm.ll", "0.llvm-opt.ll", "0.asm.s", "0.dot"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) {
         size_t na, nb;
-        char *x = slurp(file_in(a, FNAME, leaves[i]), &na), *y = slurp(file_in(b, FNAME, leaves[i]), &nb);
+        char *x = tu_slurp(file_in(a, FNAME, leaves[i]), &na), *y = tu_slurp(file_in(b, FNAME, leaves[i]), &nb);
         ck_assert_msg(x && y, "%s missing in %s or %s", leaves[i], a, b);
         if (na != nb || memcmp(x, y, na)) {
             char la[256], lb[256];
@@ -269,7 +254,7 @@ static int run(char *const *argv, char *const *extra_env, char **out) {
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     close(fd);
-    *out = slurp(path, NULL);
+    *out = tu_slurp(path, NULL);
     unlink(path);
     ck_assert_ptr_nonnull(*out);
     ck_assert_msg(WIFEXITED(status), "%s did not exit normally", argv[0]);
@@ -306,8 +291,8 @@ START_TEST(test_golden) {
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) check_golden(d, leaves[i]);
 
     /* IR and assembly: before each kernel, a comment with its trace ids, then its definition */
-    char *fusion = slurp(file_in(d, FNAME, "0.fusion.txt"), NULL), *ll = slurp(file_in(d, FNAME, "0.llvm.ll"), NULL);
-    char *opt = slurp(file_in(d, FNAME, "0.llvm-opt.ll"), NULL), *s = slurp(file_in(d, FNAME, "0.asm.s"), NULL);
+    char *fusion = tu_slurp(file_in(d, FNAME, "0.fusion.txt"), NULL), *ll = tu_slurp(file_in(d, FNAME, "0.llvm.ll"), NULL);
+    char *opt = tu_slurp(file_in(d, FNAME, "0.llvm-opt.ll"), NULL), *s = tu_slurp(file_in(d, FNAME, "0.asm.s"), NULL);
     ck_assert(fusion && ll && opt && s);
     char names[64][48];
     int n = kernel_names(fusion, names, 64);
@@ -329,7 +314,7 @@ START_TEST(test_golden) {
     ck_assert_ptr_nonnull(strstr(ll, "; step: runs the "));
     ck_assert_ptr_nonnull(strstr(s, "# k25_mul_sub: trace ids 25, 26 (mul <- optimizer update of a, sub <- optimizer update of a)\n"));
     /* the stats: times, counts, peak bytes */
-    char *st = slurp(file_in(d, FNAME, "0.stats.txt"), NULL);
+    char *st = tu_slurp(file_in(d, FNAME, "0.stats.txt"), NULL);
     ck_assert_ptr_nonnull(st);
     static const char *const keys[] = {"\ntrace_ms ", "\ngraph_ms ", "\nir_ms ", "\nllvm_opt_ms ", "\ncodegen_ms ",
                                        "\ntotal_ms ", "\nnodes ", "\nlive_nodes ", "\nkernels ", "\npeak_bytes "};
@@ -350,8 +335,8 @@ END_TEST
 START_TEST(test_origins) {
     const char *d = tmp_dir();
     run_model(d, "trace,graph,fusion", 4, 1);
-    char *t = slurp(file_in(d, FNAME, "0.trace.txt"), NULL), *g = slurp(file_in(d, FNAME, "0.graph.txt"), NULL);
-    char *fu = slurp(file_in(d, FNAME, "0.fusion.txt"), NULL);
+    char *t = tu_slurp(file_in(d, FNAME, "0.trace.txt"), NULL), *g = tu_slurp(file_in(d, FNAME, "0.graph.txt"), NULL);
+    char *fu = tu_slurp(file_in(d, FNAME, "0.fusion.txt"), NULL);
     ck_assert(t && g && fu);
     ck_assert_ptr_nonnull(strstr(t, "\n%5 = tanh(%4)  f32 (4, 3)\n"));                          /* the user's op */
     ck_assert_ptr_nonnull(strstr(t, " = mul(%5, %5)  f32 (4, 3)  <- gradient of tanh (node 5)\n"));
@@ -446,7 +431,7 @@ START_TEST(test_errors) {
     ck_assert_int_eq(tj_dump_trace("/proc/tj_check_dump", "f", 0, TJ_DUMP_TRACE, g), TJ_ERR_IO);   /* mkdir fails */
     ck_assert_error(TJ_ERR_IO, "dump: cannot create the directory '/proc/tj_check_dump': ");
     ck_assert_int_eq(tj_dump_trace(d, "f", 0, TJ_DUMP_TRACE, g), 0);
-    char *t = slurp(file_in(d, "f", "0.trace.txt"), NULL);
+    char *t = tu_slurp(file_in(d, "f", "0.trace.txt"), NULL);
     ck_assert_ptr_nonnull(t);
     ck_assert_ptr_nonnull(strstr(t, "\n%0 = input 0  f32 (2,)\n"));
     free(t);
@@ -551,7 +536,7 @@ START_TEST(test_env) {
     ck_assert_int_eq(tj_function_call(f, 1, &x4, 1, &loss), 0);
     ck_assert_int_eq(tj_function_call(f, 1, &x2, 1, &loss), 0);
     ck_assert(exists(file_in(d, ".._we_ird_name", "0.trace.txt")) && exists(file_in(d, ".._we_ird_name", "1.trace.txt")));
-    char *t = slurp(file_in(d, ".._we_ird_name", "1.trace.txt"), NULL);
+    char *t = tu_slurp(file_in(d, ".._we_ird_name", "1.trace.txt"), NULL);
     ck_assert_ptr_nonnull(t);
     ck_assert_ptr_nonnull(strstr(t, "function ../we ird/name\nsignature 1: 1 input, 1 output\n  input 0: f32 (2, 3)\n"));
     free(t);

@@ -68,15 +68,8 @@ static const char *tmp_path(const char *name) {
 }
 
 static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)len + 1);
-    ck_assert_int_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
+    unsigned char *buf = (unsigned char *)tu_slurp(path, n);
+    ck_assert_msg(buf != NULL, "cannot open %s", path);
     return buf;
 }
 

@@ -347,6 +347,16 @@ static void epi_compare(const epi_job *j, tj_tensor *const *in, const char *what
     tj_function_free(f);
 }
 
+/* epi_step's inputs for the product of sizes m n k (with bv batch dims: 0, (3,), (2, 3)). */
+static void epi_inputs(const epi_job *j, tj_dtype dt, int bv, const int64_t *mnk, tj_tensor **in) {
+    int64_t m = mnk[0], n = mnk[1], k = mnk[2];
+    in[0] = normal_dt(dt, j->ta ? mat_shape(bv, false, k, m) : mat_shape(bv, false, m, k));
+    in[1] = normal_dt(dt, j->tb ? mat_shape(bv, true, n, k) : mat_shape(bv, true, k, n));
+    in[2] = normal_dt(dt, TJ_SHAPE(n));
+    in[3] = normal_dt(dt, bv == 0 ? TJ_SHAPE(m, n) : bv == 1 ? TJ_SHAPE(3, m, n) : TJ_SHAPE(2, 3, m, n));
+    in[4] = normal_dt(dt, TJ_SHAPE(m, 1));
+}
+
 /* Every variant over the small matmul sizes (every vector tail, n = 1, m not a multiple of
  * the tiles), f32 and f64, transposed operands, batches; the epilogue is in the matmul's
  * kernel: one kernel but for variant 3 (the sum, and the mul reading it). */
@@ -366,12 +376,7 @@ START_TEST(test_small_matmul_epilogue_compiled_equals_eager) {
                     tj_scope_begin();
                     tj_seed(c * 131 + (uint64_t)(d * 16 + t * 4 + bv));
                     tj_tensor *in[5];
-                    in[0] = normal_dt(dt, j.ta ? mat_shape(bv, false, k, m) : mat_shape(bv, false, m, k));
-                    in[1] = normal_dt(dt, j.tb ? mat_shape(bv, true, n, k) : mat_shape(bv, true, k, n));
-                    in[2] = normal_dt(dt, TJ_SHAPE(n));
-                    tj_shape ys = bv == 0 ? TJ_SHAPE(m, n) : bv == 1 ? TJ_SHAPE(3, m, n) : TJ_SHAPE(2, 3, m, n);
-                    in[3] = normal_dt(dt, ys);
-                    in[4] = normal_dt(dt, TJ_SHAPE(m, 1));
+                    epi_inputs(&j, dt, bv, sizes[c], in);
                     tj_compile_stats st;
                     epi_compare(&j, in, what, &st);
                     ck_assert_msg(st.kernels == (v == 3 ? 3 : 1), "%s: %d kernels", what, st.kernels);
@@ -471,11 +476,7 @@ START_TEST(test_blas_epilogue_compiled_equals_eager) {
                     tj_scope_begin();
                     tj_seed(c * 131 + (uint64_t)(d * 16 + t * 4 + bv));
                     tj_tensor *in[5];
-                    in[0] = normal_dt(dt, j.ta ? mat_shape(bv, false, k, m) : mat_shape(bv, false, m, k));
-                    in[1] = normal_dt(dt, j.tb ? mat_shape(bv, true, n, k) : mat_shape(bv, true, k, n));
-                    in[2] = normal_dt(dt, TJ_SHAPE(n));
-                    in[3] = normal_dt(dt, bv == 0 ? TJ_SHAPE(m, n) : TJ_SHAPE(3, m, n));
-                    in[4] = normal_dt(dt, TJ_SHAPE(m, 1));
+                    epi_inputs(&j, dt, bv, sizes[c], in);
                     for (int threads = 1; threads <= 2; threads++) {
                         ck_assert_int_eq(tj_set_threads(threads), 0);
                         tj_compile_stats st;
@@ -1080,15 +1081,8 @@ static int view_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_t
 static char *take_fusion_dump(const char *dir) {
     char path[256];
     snprintf(path, sizeof path, "%s/views/0.fusion.txt", dir);
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "no fusion dump at %s", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(text);
-    text[fread(text, 1, (size_t)n, fp)] = '\0';
-    fclose(fp);
+    char *text = tu_slurp(path, NULL);
+    ck_assert_msg(text != NULL, "no fusion dump at %s", path);
     remove(path);
     snprintf(path, sizeof path, "%s/views", dir);
     rmdir(path);

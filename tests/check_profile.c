@@ -52,16 +52,8 @@ static const char *tmp_path(const char *name) {
 
 /* The profile at path, parsed; the caller cJSON_Deletes it. */
 static cJSON *load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "no profile at %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(s);
-    ck_assert_int_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
+    char *s = tu_slurp(path, NULL);
+    ck_assert_msg(s != NULL, "no profile at %s", path);
     cJSON *root = cJSON_Parse(s);
     ck_assert_msg(root != NULL, "not JSON: %.200s", s);
     free(s);

@@ -1016,15 +1016,12 @@ static bool same_bits(tj_tensor *a, tj_tensor *b) {
 
 /* Whether the profile file at path names an op. */
 static bool profile_names(const char *path, const char *op) {
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char want[64];
+    char *text = tu_slurp(path, NULL), want[64];
+    ck_assert_ptr_nonnull(text);
     snprintf(want, sizeof want, "\"name\": \"%s\"", op);
-    return strstr(buf, want) != NULL;
+    bool named = strstr(text, want) != NULL;
+    free(text);
+    return named;
 }
 
 /* The gradient of sum(act(x) * w) for x: with nothing recording the pass (tanh and sigmoid

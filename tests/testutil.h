@@ -37,5 +37,8 @@ Suite *dump_suite(void);
 
 /* Value i of a tensor as double, whatever its dtype. */
 double tu_get(tj_tensor *t, int64_t i);
+/* The bytes of the file at path, NUL-terminated (free them), their count in *n (n may be
+ * NULL); NULL if it cannot be opened. */
+char *tu_slurp(const char *path, size_t *n);
 
 #endif

@@ -42,35 +42,28 @@ static void block8(const uint32_t *x, int64_t rx, uint32_t *y, int64_t ry) {
     }
 }
 
-#define SWAP_TILE(i0, i1, j0, j1)                                                        \
-    for (int64_t j = j0; j < j1; j++)                                                         \
-        for (int64_t i = i0; i < i1; i++) y[j * R + i] = x[i * C + j];
-
-static void swap_last2_4(int64_t batch, int64_t R, int64_t C, const void *xv, void *yv) {
-    const uint32_t *x = xv;
-    uint32_t *y = yv;
-    for (int64_t b = 0; b < batch; b++, x += R * C, y += R * C)
-        for (int64_t i0 = 0; i0 < R; i0 += TILE)
-            for (int64_t j0 = 0; j0 < C; j0 += TILE) {
-                int64_t i1 = i0 + TILE < R ? i0 + TILE : R, j1 = j0 + TILE < C ? j0 + TILE : C;
-                int64_t i8 = i0 + (i1 - i0) / 8 * 8, j8 = j0 + (j1 - j0) / 8 * 8;
-                for (int64_t i = i0; i < i8; i += 8)
-                    for (int64_t j = j0; j < j8; j += 8) block8(x + i * C + j, C, y + j * R + i, R);
-                SWAP_TILE(i8, i1, j0, j1)     /* the rows below the blocks */
-                SWAP_TILE(i0, i8, j8, j1)     /* the columns right of them */
-            }
-}
-
-static void swap_last2_8(int64_t batch, int64_t R, int64_t C, const void *xv, void *yv) {
-    const uint64_t *x = xv;
-    uint64_t *y = yv;
-    for (int64_t b = 0; b < batch; b++, x += R * C, y += R * C)
-        for (int64_t i0 = 0; i0 < R; i0 += TILE)
-            for (int64_t j0 = 0; j0 < C; j0 += TILE) {
-                int64_t i1 = i0 + TILE < R ? i0 + TILE : R, j1 = j0 + TILE < C ? j0 + TILE : C;
-                SWAP_TILE(i0, i1, j0, j1)
-            }
-}
+/* The tiles of x (batch, R, C) into y (batch, C, R); with BLOCKS, 8 x 8 blocks of each
+ * tile through block8, the rest (the rows below them, the columns right of them) one value
+ * at a time. */
+#define SWAP_LAST2(name, T, BLOCKS)                                                           \
+    static void name(int64_t batch, int64_t R, int64_t C, const void *xv, void *yv) {           \
+        const T *x = xv;                                                                      \
+        T *y = yv;                                                                            \
+        for (int64_t b = 0; b < batch; b++, x += R * C, y += R * C)                           \
+            for (int64_t i0 = 0; i0 < R; i0 += TILE)                                          \
+                for (int64_t j0 = 0; j0 < C; j0 += TILE) {                                    \
+                    int64_t i1 = i0 + TILE < R ? i0 + TILE : R, j1 = j0 + TILE < C ? j0 + TILE : C; \
+                    int64_t i8 = BLOCKS ? i0 + (i1 - i0) / 8 * 8 : i0;                        \
+                    int64_t j8 = BLOCKS ? j0 + (j1 - j0) / 8 * 8 : j0;                        \
+                    for (int64_t i = i0; i < i8; i += 8)                                      \
+                        for (int64_t j = j0; j < j8; j += 8)                                  \
+                            block8((const uint32_t *)(x + i * C + j), C, (uint32_t *)(y + j * R + i), R); \
+                    for (int64_t j = j0; j < j1; j++)                                         \
+                        for (int64_t i = j < j8 ? i8 : i0; i < i1; i++) y[j * R + i] = x[i * C + j]; \
+                }                                                                             \
+    }
+SWAP_LAST2(swap_last2_4, uint32_t, true)
+SWAP_LAST2(swap_last2_8, uint64_t, false)
 
 static bool swaps_last2(const int *perm, int r) {
     if (r < 2 || perm[r - 2] != r - 1 || perm[r - 1] != r - 2) return false;
