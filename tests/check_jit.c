@@ -357,31 +357,40 @@ static void epi_inputs(const epi_job *j, tj_dtype dt, int bv, const int64_t *mnk
     in[4] = normal_dt(dt, TJ_SHAPE(m, 1));
 }
 
-/* Every variant over the small matmul sizes (every vector tail, n = 1, m not a multiple of
- * the tiles), f32 and f64, transposed operands, batches; the epilogue is in the matmul's
- * kernel: one kernel but for variant 3 (the sum, and the mul reading it). */
-START_TEST(test_small_matmul_epilogue_compiled_equals_eager) {
-    static const int64_t sizes[][3] = {{10, 32, 3}, {10, 1, 32}, {5, 17, 7}, {9, 33, 2}, {7, 3, 1}, {3, 32, 10}, {2, 31, 9}};
-    int v = _i;
-    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++)
+/* Variant v over sizes[0..ns), f32 and f64, transposes t = 0, tstep, ... < 4, batch dims
+ * bv < nbv, on 1 to `threads` threads: compiled == eager bit for bit. The epilogue is in
+ * the matmul's kernel: one kernel but for variant 3 (the sum, and the mul reading it), plus
+ * the transposes a BLAS call does not read in place; batched BLAS calls have no epilogue. */
+static void epi_sweep(int v, const int64_t (*sizes)[3], size_t ns, int tstep, int nbv, int threads, bool blas) {
+    for (size_t c = 0; c < ns; c++)
         for (int d = 0; d < 2; d++)
-            for (int t = 0; t < 4; t++)
-                for (int bv = 0; bv < 3; bv++) {
-                    int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
+            for (int t = 0; t < 4; t += tstep)
+                for (int bv = 0; bv < nbv; bv++) {
                     tj_dtype dt = d ? TJ_F64 : TJ_F32;
                     epi_job j = {.ta = t & 1, .tb = t & 2, .variant = v};
                     char what[112];
                     snprintf(what, sizeof what, "variant %d %s (%lld,%lld,%lld) transposes %d batches %d", v, tj_dtype_name(dt),
-                             (long long)m, (long long)n, (long long)k, t, bv);
+                             (long long)sizes[c][0], (long long)sizes[c][1], (long long)sizes[c][2], t, bv);
                     tj_scope_begin();
                     tj_seed(c * 131 + (uint64_t)(d * 16 + t * 4 + bv));
                     tj_tensor *in[5];
                     epi_inputs(&j, dt, bv, sizes[c], in);
-                    tj_compile_stats st;
-                    epi_compare(&j, in, what, &st);
-                    ck_assert_msg(st.kernels == (v == 3 ? 3 : 1), "%s: %d kernels", what, st.kernels);
+                    for (int th = 1; th <= threads; th++) {
+                        ck_assert_int_eq(tj_set_threads(th), 0);
+                        tj_compile_stats st;
+                        epi_compare(&j, in, what, &st);
+                        int want = (v == 3 ? 3 : 1) + (blas ? j.ta + j.tb : 0);
+                        if (!blas || bv == 0) ck_assert_msg(st.kernels == want, "%s: %d kernels", what, st.kernels);
+                    }
+                    ck_assert_int_eq(tj_set_threads(1), 0);
                     tj_scope_end();
                 }
+}
+
+/* The small matmul sizes: every vector tail, n = 1, m not a multiple of the tiles. */
+START_TEST(test_small_matmul_epilogue_compiled_equals_eager) {
+    static const int64_t sizes[][3] = {{10, 32, 3}, {10, 1, 32}, {5, 17, 7}, {9, 33, 2}, {7, 3, 1}, {3, 32, 10}, {2, 31, 9}};
+    epi_sweep(_i, sizes, sizeof sizes / sizeof sizes[0], 1, 3, 1, false);
 }
 END_TEST
 
@@ -455,39 +464,11 @@ START_TEST(test_matmul_epilogue_writes_state) {
 }
 END_TEST
 
-/* The epilogue of a BLAS call runs on each of its pieces: every variant, on products cut
- * into rows, into columns (equal pieces and a shorter last one) or not at all, f32 and
- * f64, with transposed operands, on 1 and 2 threads; compiled == eager bit for bit. One
- * batch: the epilogue is in the matmul's kernel (one kernel but for variant 3); batched
- * products run the plain BLAS call and loops. */
+/* The epilogue of a BLAS call runs on each of its pieces: products cut into rows, into
+ * columns (equal pieces and a shorter last one) or not at all, on 1 and 2 threads. */
 START_TEST(test_blas_epilogue_compiled_equals_eager) {
     static const int64_t sizes[][3] = {{600, 40, 70}, {128, 600, 30}, {40, 1100, 20}, {64, 64, 64}, {513, 7, 9}};
-    int v = _i;
-    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++)
-        for (int d = 0; d < 2; d++)
-            for (int t = 0; t < 4; t += 3)
-                for (int bv = 0; bv < 2; bv++) {
-                    int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
-                    tj_dtype dt = d ? TJ_F64 : TJ_F32;
-                    epi_job j = {.ta = t & 1, .tb = t & 2, .variant = v};
-                    char what[112];
-                    snprintf(what, sizeof what, "variant %d %s (%lld,%lld,%lld) transposes %d batches %d", v, tj_dtype_name(dt),
-                             (long long)m, (long long)n, (long long)k, t, bv);
-                    tj_scope_begin();
-                    tj_seed(c * 131 + (uint64_t)(d * 16 + t * 4 + bv));
-                    tj_tensor *in[5];
-                    epi_inputs(&j, dt, bv, sizes[c], in);
-                    for (int threads = 1; threads <= 2; threads++) {
-                        ck_assert_int_eq(tj_set_threads(threads), 0);
-                        tj_compile_stats st;
-                        epi_compare(&j, in, what, &st);
-                        if (bv == 0)
-                            ck_assert_msg(st.kernels == (v == 3 ? 3 : 1) + (j.ta ? 1 : 0) + (j.tb ? 1 : 0),
-                                          "%s: %d kernels", what, st.kernels);
-                    }
-                    ck_assert_int_eq(tj_set_threads(1), 0);
-                    tj_scope_end();
-                }
+    epi_sweep(_i, sizes, sizeof sizes / sizeof sizes[0], 3, 2, 2, true);
 }
 END_TEST
 
