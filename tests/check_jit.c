@@ -860,28 +860,36 @@ static int chain_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_
     return rc;
 }
 
+/* fn (n_out <= 4 outputs) compiled on 1 and on 2 threads gives eager's bits; its kernels. */
+static int same_bits_any_threads(tj_fn fn, int n_in, tj_tensor *const *in, int n_out, const char *what) {
+    tj_tensor *e[4], *one[4], *two[4];
+    tj_set_mode(TJ_MODE_EAGER);
+    ck_assert_int_eq(fn(NULL, n_in, in, n_out, e), 0);
+    tj_set_mode(TJ_MODE_JIT);
+    tj_function *f = tj_function_new("threads", fn, NULL);
+    ck_assert_int_eq(tj_set_threads(1), 0);
+    ck_assert_int_eq(tj_function_call(f, n_in, in, n_out, one), 0);
+    ck_assert_int_eq(tj_function_call(f, n_in, in, n_out, one), 0);
+    ck_assert_int_eq(tj_set_threads(2), 0);
+    ck_assert_int_eq(tj_function_call(f, n_in, in, n_out, two), 0);
+    tj_set_threads(1);
+    ck_assert_str_eq(tj_function_last_path(f), "compiled");
+    for (int i = 0; i < n_out; i++) {
+        ck_assert_msg(same_bits(e[i], one[i]), "%s output %d: 1 thread differs from eager", what, i);
+        ck_assert_msg(same_bits(one[i], two[i]), "%s output %d: 2 threads differ from 1", what, i);
+    }
+    tj_compile_stats st;
+    ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
+    tj_function_free(f);
+    return st.kernels;
+}
+
 /* Big fused loops run in pieces on the pool: the same bits with 1 and 2 threads, and as eager */
 START_TEST(test_compiled_loops_split_over_threads) {
     tj_seed(3);
     tj_tensor *in[3];
     for (int i = 0; i < 3; i++) in[i] = tj_rand_normal(TJ_SHAPE(300001), 0, 1);   /* pieces + a tail */
-    tj_tensor *e[4], *one[4], *two[4];
-    tj_set_mode(TJ_MODE_EAGER);
-    ck_assert_int_eq(chain_step(NULL, 3, in, 4, e), 0);
-    tj_set_mode(TJ_MODE_JIT);
-    tj_function *f = tj_function_new("chain", chain_step, NULL);
-    ck_assert_int_eq(tj_set_threads(1), 0);
-    ck_assert_int_eq(tj_function_call(f, 3, in, 4, one), 0);
-    ck_assert_int_eq(tj_function_call(f, 3, in, 4, one), 0);
-    ck_assert_int_eq(tj_set_threads(2), 0);
-    ck_assert_int_eq(tj_function_call(f, 3, in, 4, two), 0);
-    ck_assert_str_eq(tj_function_last_path(f), "compiled");
-    tj_set_threads(1);
-    for (int i = 0; i < 4; i++) {
-        ck_assert_msg(same_bits(e[i], one[i]), "output %d: 1 thread differs from eager", i);
-        ck_assert_msg(same_bits(one[i], two[i]), "output %d: 2 threads differ from 1", i);
-    }
-    tj_function_free(f);
+    same_bits_any_threads(chain_step, 3, in, 4, "chain");
 }
 END_TEST
 
@@ -1210,26 +1218,8 @@ START_TEST(test_flat_loop_split_over_threads) {
     for (int d = 0; d < 2; d++) {
         tj_dtype dt = d ? TJ_F64 : TJ_F32;
         tj_seed(8);
-        tj_tensor *in[2] = {normal_dt(dt, TJ_SHAPE(300, 1001)), normal_dt(dt, TJ_SHAPE())}, *e[2], *one[2], *two[2];
-        tj_set_mode(TJ_MODE_EAGER);
-        ck_assert_int_eq(big_view_step(NULL, 2, in, 2, e), 0);
-        tj_set_mode(TJ_MODE_JIT);
-        tj_function *f = tj_function_new("big_view", big_view_step, NULL);
-        ck_assert_int_eq(tj_set_threads(1), 0);
-        ck_assert_int_eq(tj_function_call(f, 2, in, 2, one), 0);
-        ck_assert_int_eq(tj_function_call(f, 2, in, 2, one), 0);
-        ck_assert_int_eq(tj_set_threads(2), 0);
-        ck_assert_int_eq(tj_function_call(f, 2, in, 2, two), 0);
-        tj_set_threads(1);
-        ck_assert_str_eq(tj_function_last_path(f), "compiled");
-        for (int i = 0; i < 2; i++) {
-            ck_assert_msg(same_bits(e[i], one[i]), "%s output %d: 1 thread differs from eager", tj_dtype_name(dt), i);
-            ck_assert_msg(same_bits(one[i], two[i]), "%s output %d: 2 threads differ from 1", tj_dtype_name(dt), i);
-        }
-        tj_compile_stats st;
-        ck_assert_int_eq(tj_function_compile_stats(f, &st), 0);
-        ck_assert_int_eq(st.kernels, 2);
-        tj_function_free(f);
+        tj_tensor *in[2] = {normal_dt(dt, TJ_SHAPE(300, 1001)), normal_dt(dt, TJ_SHAPE())};
+        ck_assert_int_eq(same_bits_any_threads(big_view_step, 2, in, 2, tj_dtype_name(dt)), 2);
     }
 }
 END_TEST
