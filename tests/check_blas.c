@@ -7,6 +7,7 @@
 #include "core/core.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -169,6 +170,16 @@ START_TEST(pieces_tile_the_product) {
 }
 END_TEST
 
+/* The threads of this process (Linux: /proc/self/task), or -1. */
+static int task_count(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 START_TEST(info_names_the_core) {
     const char *env = getenv("OPENBLAS_CORETYPE");
     char saved[256];
@@ -177,8 +188,13 @@ START_TEST(info_names_the_core) {
         snprintf(saved, sizeof saved, "%s", env);
         before = saved;
     }
+    const char *threads_env = getenv("OPENBLAS_NUM_THREADS");
+    int threads_before = task_count();
     const char *info = tj_blas_info();
     ck_assert_ptr_nonnull(info);
+    /* OpenBLAS starts no threads of its own (the pool runs its pieces) */
+    ck_assert_int_eq(task_count(), threads_before);
+    ck_assert_ptr_eq(getenv("OPENBLAS_NUM_THREADS"), threads_env);
     ck_assert_msg(strlen(info) > 0, "empty info");
     if (!strstr(info, "no OpenBLAS found") && !strstr(info, "naive C loops")) {
         ck_assert_msg(strncmp(info, "OpenBLAS", 8) == 0 && strstr(info, " core="), "info: %s",

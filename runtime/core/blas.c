@@ -116,9 +116,13 @@ static void load(void) {
             if (chose) snprintf(how, sizeof how, "chosen by tapejit: %s", why);
             else snprintf(how, sizeof how, "%s", why);
         }
-        /* The variable exists only while the constructor runs; then the environment is
-         * as we found it. (Another thread calling getenv meanwhile could see it.) */
+        /* The variables exist only while the constructor runs; then the environment is
+         * as we found it. (Another thread calling getenv meanwhile could see them.) With one
+         * thread OpenBLAS starts no threads of its own: it would run them only until the
+         * set_threads(1) below, and they spin a while (sched_yield) on the cores the pool
+         * and a background compile need. */
         bool set = chose && setenv("OPENBLAS_CORETYPE", chose, 1) == 0;
+        bool one = !getenv("OPENBLAS_NUM_THREADS") && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0;
         for (size_t i = 0; i < sizeof names / sizeof names[0] && !lib.handle; i++) {
             lib.handle = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
             if (!lib.handle && i == 0) {
@@ -127,6 +131,7 @@ static void load(void) {
             }
         }
         if (set) unsetenv("OPENBLAS_CORETYPE");
+        if (one) unsetenv("OPENBLAS_NUM_THREADS");
     }
     if (!lib.handle) {
         snprintf(lib.info, sizeof lib.info, "no OpenBLAS found (%s): naive C loops", err);
