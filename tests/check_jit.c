@@ -326,16 +326,18 @@ static int epi_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_te
 
 static const int epi_nout[5] = {1, 1, 1, 2, 2};
 
-/* Compiles j on in[0..5), checks compiled == eager bit for bit; stats in *st. */
-static void epi_compare(const epi_job *j, tj_tensor *const *in, const char *what, tj_compile_stats *st) {
+/* fn(user) on in[0..n_in), called twice compiled (traced, then compiled), gives eager's
+ * bits for its n_out <= 2 outputs; stats in *st; with dump_dir, the fusion dump goes there. */
+static void compiled_equals_eager(tj_fn fn, void *user, int n_in, tj_tensor *const *in, int n_out, const char *what,
+                                  const char *dump_dir, tj_compile_stats *st) {
     tj_tensor *e[2], *c[2];
-    int n_out = epi_nout[j->variant];
     tj_set_mode(TJ_MODE_EAGER);
-    ck_assert_msg(epi_step((void *)j, 5, in, n_out, e) == 0, "%s: %s", what, tj_last_error());
+    ck_assert_msg(fn(user, n_in, in, n_out, e) == 0, "%s: %s", what, tj_last_error());
     tj_set_mode(TJ_MODE_JIT);
-    tj_function *f = tj_function_new("epi", epi_step, (void *)j);
-    ck_assert_int_eq(tj_function_call(f, 5, in, n_out, c), 0);
-    ck_assert_msg(tj_function_call(f, 5, in, n_out, c) == 0, "%s: %s", what, tj_last_error());
+    tj_function *f = tj_function_new("step", fn, user);
+    if (dump_dir) ck_assert_int_eq(tj_function_dump(f, dump_dir, "fusion"), 0);
+    ck_assert_int_eq(tj_function_call(f, n_in, in, n_out, c), 0);
+    ck_assert_msg(tj_function_call(f, n_in, in, n_out, c) == 0, "%s: %s", what, tj_last_error());
     ck_assert_str_eq(tj_function_last_path(f), "compiled");
     for (int i = 0; i < n_out; i++) {
         int64_t n = tj_tensor_numel(e[i]), at = 0;
@@ -345,6 +347,11 @@ static void epi_compare(const epi_job *j, tj_tensor *const *in, const char *what
     }
     ck_assert_int_eq(tj_function_compile_stats(f, st), 0);
     tj_function_free(f);
+}
+
+/* Compiles j on in[0..5), checks compiled == eager bit for bit; stats in *st. */
+static void epi_compare(const epi_job *j, tj_tensor *const *in, const char *what, tj_compile_stats *st) {
+    compiled_equals_eager(epi_step, (void *)j, 5, in, epi_nout[j->variant], what, NULL, st);
 }
 
 /* epi_step's inputs for the product of sizes m n k (with bv batch dims: 0, (3,), (2, 3)). */
@@ -1066,14 +1073,14 @@ static int view_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_t
     return out[0] ? 0 : tj_error_code();
 }
 
-/* The text of dir/views/0.fusion.txt (malloc'd); removes it and the directories. */
+/* The text of dir/step/0.fusion.txt (malloc'd); removes it and the directories. */
 static char *take_fusion_dump(const char *dir) {
     char path[256];
-    snprintf(path, sizeof path, "%s/views/0.fusion.txt", dir);
+    snprintf(path, sizeof path, "%s/step/0.fusion.txt", dir);
     char *text = tu_slurp(path, NULL);
     ck_assert_msg(text != NULL, "no fusion dump at %s", path);
     remove(path);
-    snprintf(path, sizeof path, "%s/views", dir);
+    snprintf(path, sizeof path, "%s/step", dir);
     rmdir(path);
     rmdir(dir);
     return text;
@@ -1082,22 +1089,9 @@ static char *take_fusion_dump(const char *dir) {
 /* Compiles j on in[0..5), checks compiled == eager bit for bit; stats in *st; returns the
  * fusion dump's text (free it). */
 static char *view_compare(const view_job *j, tj_tensor *const *in, const char *what, tj_compile_stats *st) {
-    tj_tensor *e[2], *c[2];
-    int n_out = view_nout[j->variant];
-    tj_set_mode(TJ_MODE_EAGER);
-    ck_assert_msg(view_step((void *)j, 5, in, n_out, e) == 0, "%s: %s", what, tj_last_error());
-    tj_set_mode(TJ_MODE_JIT);
-    tj_function *f = tj_function_new("views", view_step, (void *)j);
     char dir[64];                              /* tj_function_dump makes it */
     snprintf(dir, sizeof dir, "/tmp/tj_check_jit_views_%ld", (long)getpid());
-    ck_assert_int_eq(tj_function_dump(f, dir, "fusion"), 0);
-    ck_assert_int_eq(tj_function_call(f, 5, in, n_out, c), 0);
-    ck_assert_msg(tj_function_call(f, 5, in, n_out, c) == 0, "%s: %s", what, tj_last_error());
-    ck_assert_str_eq(tj_function_last_path(f), "compiled");
-    for (int i = 0; i < n_out; i++)
-        ck_assert_msg(same_bits(e[i], c[i]), "%s: output %d: compiled differs from eager", what, i);
-    ck_assert_int_eq(tj_function_compile_stats(f, st), 0);
-    tj_function_free(f);
+    compiled_equals_eager(view_step, (void *)j, 5, in, view_nout[j->variant], what, dir, st);
     return take_fusion_dump(dir);
 }
 
