@@ -25,6 +25,8 @@ const char *tj_engine_cpu(void);                 /* LLVM's name; "generic" for a
 const char *tj_engine_features(void);            /* "+avx512f,+avx2,...,-prefer-256-bit" */
 const char *tj_engine_triple(void);              /* "x86_64-pc-linux-gnu" */
 int         tj_engine_opt_level(void);           /* 0..3: env TJ_JIT_OPT, default 2 */
+const char *tj_engine_pipeline(void);            /* LLVM's text of the IR passes of levels
+                                                    1-3: env TJ_JIT_PIPELINE, else a light one */
 
 /* Makes an absolute symbol callable from JIT code (runtime kernels, tj_blas_sgemm, powf).
  * Defining a name again with the same address is a no-op; with another address it is
@@ -36,7 +38,7 @@ int  tj_engine_define(const char *name, void *addr);
  * caller owns both and hands them to tj_engine_add (or disposes mod, then tsc). */
 int  tj_engine_module(const char *name, LLVMOrcThreadSafeContextRef *tsc, LLVMModuleRef *mod);
 
-/* Verifies, optimises (default<O2>, or TJ_JIT_OPT) and emits the module as an object file,
+/* Verifies, optimises (tj_engine_pipeline; none at level 0) and emits the module as an object file,
  * links it under its own resource tracker and looks up n >= 1 of its external
  * definitions (names as written in the IR) into addrs. With env TJ_CACHE_DIR set and no
  * texts asked for, the object is first looked up in the cache (then nothing is optimised
