@@ -991,6 +991,13 @@ static void dot_node(sbuf *b, const tj_graph *g, int i, const char *indent, bool
     sb_printf(b, "\"%s];\n", style);
 }
 
+/* Node v is a view of a value that stays in its kernel's registers (not stored). */
+static bool in_registers(const tj_graph *g, const bool *live, const struct tj_lowered *low, const int *kmap, int v) {
+    const tj_gnode *nd = &g->nodes[v];
+    return kmap && live[v] && nd->replaced_by < 0 && tj_lower_is_view(nd) && !low->stored[v] &&
+           kmap[tj_kernel_view_source(g, v)] >= 0;
+}
+
 static void dot_text(sbuf *b, const tj_graph *g, const bool *live, const struct tj_lowered *low, const int *kmap,
                      const char *fname, int sig) {
     sb_puts(b, "// tapejit: the graph after the passes; one cluster per kernel; blue: gradient, salmon: optimizer update\n");
@@ -1008,9 +1015,13 @@ static void dot_text(sbuf *b, const tj_graph *g, const bool *live, const struct 
                       kind_name(tj_kernel_kind_of(g, nd)));
             int ids[64], n = kernel_ops(k, ids, 64);
             for (int j = 0; j < n; j++) dot_node(b, g, ids[j], "    ", false);
+            for (int v = i + 1; v < g->n; v++)          /* the views it reads in registers */
+                if (in_registers(g, live, low, kmap, v) && kmap[tj_kernel_view_source(g, v)] == kmap[i])
+                    dot_node(b, g, v, "    ", true);
             sb_puts(b, "  }\n");
             continue;
         }
+        if (low && in_registers(g, live, low, kmap, i)) continue;   /* drawn in its kernel */
         if (low && tj_lower_is_view(nd)) {
             dot_node(b, g, i, "  ", true);
             continue;

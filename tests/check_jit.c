@@ -1142,6 +1142,32 @@ END_TEST
 
 /* Check mode agrees with loops through views: a view of a value kept in registers has no
  * value to compare, one of a stored value shares it. */
+/* The DOT dump draws a view whose value stays in a loop's registers inside that loop's
+ * cluster (variant 0: reshape(exp(x), 24) * 2 + 1, one loop). */
+START_TEST(test_dot_draws_views_in_their_loop) {
+    tj_tensor *in[5], *out;
+    view_inputs(TJ_F32, in);
+    view_job j = {0};
+    tj_function *f = tj_function_new("dot", view_step, &j);
+    char dir[64], path[96];
+    snprintf(dir, sizeof dir, "/tmp/tj_check_jit_dot_%ld", (long)getpid());
+    ck_assert_int_eq(tj_function_dump(f, dir, "dot"), 0);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(tj_function_call(f, 5, in, 1, &out), 0);
+    tj_function_free(f);
+    snprintf(path, sizeof path, "%s/dot/0.dot", dir);
+    char *dot = tu_slurp(path, NULL);
+    ck_assert_msg(dot != NULL, "no dot dump at %s", path);
+    const char *cluster = strstr(dot, "subgraph cluster_"), *end = cluster ? strstr(cluster, "\n  }\n") : NULL;
+    const char *view = strstr(dot, "reshape");
+    ck_assert_msg(cluster && end && view && view > cluster && view < end, "the reshape is not in the loop's cluster:\n%s", dot);
+    free(dot);
+    remove(path);
+    snprintf(path, sizeof path, "%s/dot", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_check_mode_through_views) {
     tj_tensor *in[5];
     view_inputs(TJ_F32, in);
@@ -1271,6 +1297,7 @@ Suite *jit_suite(void) {
     tcase_set_timeout(views, 300);
     tcase_add_test(views, test_loops_fuse_through_views);
     tcase_add_test(views, test_check_mode_through_views);
+    tcase_add_test(views, test_dot_draws_views_in_their_loop);
     tcase_add_test(views, test_gradients_through_reshape);
     tcase_add_test(views, test_flat_loop_split_over_threads);
     suite_add_tcase(s, views);
