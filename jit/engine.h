@@ -53,8 +53,8 @@ int  tj_engine_module(const char *name, LLVMOrcThreadSafeContextRef *tsc, LLVMMo
 int  tj_engine_add(LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
                    const char *const *names, void **addrs, tj_jit_code **code,
                    tj_compile_times *times, char **ir_opt, char **asm_text);
-/* The same at optimisation level 0..3 (IR pipeline default<On> and the matching codegen
- * level), or -1 for the default (TJ_JIT_OPT). */
+/* The same at optimisation level 0..3 (level 0: no IR passes; 1-3: tj_engine_pipeline;
+ * the matching codegen level), or -1 for the default (TJ_JIT_OPT). */
 int  tj_engine_add_at(int level, LLVMOrcThreadSafeContextRef tsc, LLVMModuleRef mod, int n,
                       const char *const *names, void **addrs, tj_jit_code **code,
                       tj_compile_times *times, char **ir_opt, char **asm_text);

@@ -4,7 +4,8 @@
  * mirrors the eager kernels (runtime/ops/<op>.c and math/tj_math.h via lower_math.c)
  * operation by operation, as do reductions (lower_reduce.c) and small matmuls
  * (lower_matmul.c, with the elementwise ops after them on each tile); larger matmuls call
- * BLAS; every other op calls its own eager kernel through tj_jit_call(calls[i]), so the
+ * BLAS (by pieces, each followed by the elementwise ops after it on that piece); every
+ * other op calls its own eager kernel through tj_jit_call(calls[i]), so the
  * results are the eager results, bit for bit. */
 #include "lower.h"
 #include "lower_math.h"
