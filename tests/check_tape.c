@@ -1064,6 +1064,48 @@ START_TEST(fused_tanh_and_sigmoid_gradients_are_the_ops_bits) {
 }
 END_TEST
 
+/* Occurrences of op in the profile at path. */
+static int profile_count(const char *path, const char *op) {
+    char *text = tu_slurp(path, NULL), want[64];
+    ck_assert_ptr_nonnull(text);
+    snprintf(want, sizeof want, "\"name\": \"%s\"", op);
+    int n = 0;
+    for (const char *p = strstr(text, want); p; p = strstr(p + 1, want)) n++;
+    free(text);
+    return n;
+}
+
+/* The backward pass of x @ w computes only the gradients a tape takes: with x a plain
+ * tensor (a batch), one matmul (w's); with x watched too, two; the values as the formula. */
+START_TEST(matmul_gradient_only_for_what_is_taken) {
+    const double xv[6] = {1, -2, 0.5, 3, 0.25, -1}, wv[6] = {0.5, -1, 2, 1.5, -0.25, 3};
+    for (int watch_x = 0; watch_x < 2; watch_x++) {
+        begin_test();
+        tj_tensor *x = from_d(TJ_F64, TJ_SHAPE(2, 3), xv), *w = var_new(from_d(TJ_F64, TJ_SHAPE(3, 2), wv), "w");
+        tj_tape *tape = tape_new(0);
+        if (watch_x) tj_tape_watch(tape, x);
+        tj_tensor *loss = sum_all(tj_matmul(x, w)), *src[2] = {w, x}, *g[2];
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/tj_matmul_grad_%d.json", (int)getpid());
+        ck_assert_int_eq(tj_profile_start(path), 0);
+        ck_assert_int_eq(tj_tape_gradient(tape, loss, 1 + watch_x, src, g), 0);
+        ck_assert_int_eq(tj_profile_stop(), 0);
+        ck_assert_int_eq(profile_count(path, "matmul"), 1 + watch_x);
+        remove(path);
+        double dw[6], dx[6];                      /* d sum(x w)/dw[p,j] = sum_i x[i,p]; dx[i,p] = sum_j w[p,j] */
+        for (int p = 0; p < 3; p++)
+            for (int j = 0; j < 2; j++) dw[p * 2 + j] = xv[p] + xv[3 + p];
+        for (int i = 0; i < 2; i++)
+            for (int p = 0; p < 3; p++) dx[i * 3 + p] = wv[p * 2] + wv[p * 2 + 1];
+        expect_close(g[0], TJ_F64, TJ_SHAPE(3, 2), dw, 1e-12, 0, "dw");
+        if (watch_x) expect_close(g[1], TJ_F64, TJ_SHAPE(2, 3), dx, 1e-12, 0, "dx");
+        tape_free(tape);
+        var_free(w);
+        end_test();
+    }
+}
+END_TEST
+
 /* d sum(x*x*w)/dx = 2xw, as the two equal products g*x added: the rule computes g*x once. */
 START_TEST(square_gradient_is_twice_the_product) {
     begin_test();
@@ -1294,6 +1336,7 @@ Suite *tape_suite(void) {
     tcase_add_checked_fixture(c, setup, teardown);
     tcase_add_test(c, fused_tanh_and_sigmoid_gradients_are_the_ops_bits);
     tcase_add_test(c, square_gradient_is_twice_the_product);
+    tcase_add_test(c, matmul_gradient_only_for_what_is_taken);
     tcase_add_test(c, accumulation_in_place_keeps_values);
     suite_add_tcase(s, c);
 

@@ -253,18 +253,30 @@ static int seed(tensor *target, uint64_t epoch) {
     return one ? 0 : -1;
 }
 
-/* Runs n's gradient rule and adds what it gives to its tracked inputs' gradients. */
+/* Whether the pass of the tape with this bit takes a gradient for input x: a variable (or a
+ * read of one), or a value the tape tracks. */
+static bool takes_grad(const tensor *x, uint32_t bit) {
+    const tensor *in = x->var_of ? x->var_of : x;
+    return tj_is_variable(in) || (in->tape_mask & bit);
+}
+
+/* Runs n's gradient rule and adds what it gives to its tracked inputs' gradients. A rule may
+ * skip an input no tape takes a gradient of here (tj_grad_unused). */
 static int backprop(const tj_node *n, uint32_t bit, uint64_t epoch) {
     tensor *gin[n->nin > 0 ? n->nin : 1];
     memset(gin, 0, sizeof(tensor *) * (size_t)n->nin);
     tj_thread *th = tj_thread_state();
     th->grad_op = (int)n->op + 1;           /* where the next ops come from (traces) */
     th->grad_of = n->out->id;
+    th->grad_unused = 0;                    /* inputs this pass takes no gradient of */
+    for (int k = 0; k < n->nin && k < 32; k++)
+        if (!takes_grad(n->in[k], bit)) th->grad_unused |= 1u << k;
     if (!tj_scope_try_begin()) return -1;
     int rc = tj_ops[n->op]->grad(n, n->out->bw_grad, gin);
+    th->grad_unused = 0;
     for (int k = 0; k < n->nin && rc == 0; k++) {
         tensor *in = n->in[k]->var_of ? n->in[k]->var_of : n->in[k];  /* a read -> its variable */
-        if (gin[k] && (tj_is_variable(in) || (in->tape_mask & bit))) rc = accumulate(in, gin[k], epoch);
+        if (gin[k] && takes_grad(n->in[k], bit)) rc = accumulate(in, gin[k], epoch);
     }
     tj_scope_end();
     return rc;

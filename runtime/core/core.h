@@ -158,6 +158,7 @@ typedef struct tj_thread {
     const tj_trace_hooks *trace;   /* non-NULL while a tj_function traces on this thread */
     int      grad_op;              /* backward: 1 + the op whose gradient runs now, 0 if none */
     uint64_t grad_of;              /*           and the id of that op's forward output */
+    uint32_t grad_unused;          /*           bit k: no tape takes input k's gradient */
     tensor  *updating;             /* an optimizer is updating this variable now (traces) */
     void    *tracer;
 } tj_thread;

@@ -44,6 +44,9 @@ typedef int (*tj_check_fn)(const tj_attr *attr, tensor *const *in, const tensor 
 /* Gradients of n's inputs given g = d target / d out: gin[i] in out's shape (the tape
  * reduces broadcast gradients), or NULL where an input gets none. 0 on success. */
 typedef int (*tj_grad_fn)(const tj_node *n, tensor *g, tensor **gin);
+/* In a gradient rule: the backward pass takes no gradient of input k, so the rule may leave
+ * gin[k] NULL instead of computing it (a matmul's input batch: PyTorch's needs_input_grad). */
+static inline bool tj_grad_unused(int k) { return k < 32 && (tj_thread_state()->grad_unused >> k & 1u); }
 /* The op's eager kernel alone: out (allocated, with its shape and dtype) = op(in) under
  * attr, with inputs already checked. No allocation of tensors, no recording. The compiled
  * path calls it (through tj_exec) for ops it does not generate inline. */
