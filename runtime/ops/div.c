@@ -19,9 +19,9 @@ static int div_check(const tj_attr *attr, tensor *const *in, const tensor *out) 
 
 /* d(a/b)/da = g/b, d(a/b)/db = -g*a/b^2 = -(g*y)/b */
 static int div_grad(const tj_node *n, tensor *g, tensor **gin) {
-    gin[0] = T_DIV(g, n->in[1]);
-    gin[1] = tj_t_ew1(TJ_OP_NEG, T_DIV(T_MUL(g, n->out), n->in[1]));
-    return gin[0] && gin[1] ? 0 : -1;
+    gin[0] = TJ_GRAD(0, T_DIV(g, n->in[1]));
+    gin[1] = TJ_GRAD(1, tj_t_ew1(TJ_OP_NEG, T_DIV(T_MUL(g, n->out), n->in[1])));
+    return tj_grad_made(2, gin);
 }
 
 const tj_op_info tj_op_div = {

@@ -97,10 +97,9 @@ static tensor *swap_last2(tensor *t) {
 /* d(a@b)/da = g @ b^T, d(a@b)/db = a^T @ g (the tape sums broadcast batch dims); each only
  * when the pass takes it (a first layer's input batch needs none) */
 static int matmul_grad(const tj_node *n, tensor *g, tensor **gin) {
-    bool a = !tj_grad_unused(0), b = !tj_grad_unused(1);
-    if (a && !(gin[0] = tj_t_matmul(g, swap_last2(n->in[1])))) return -1;
-    if (b && !(gin[1] = tj_t_matmul(swap_last2(n->in[0]), g))) return -1;
-    return 0;
+    gin[0] = TJ_GRAD(0, tj_t_matmul(g, swap_last2(n->in[1])));
+    gin[1] = TJ_GRAD(1, tj_t_matmul(swap_last2(n->in[0]), g));
+    return tj_grad_made(2, gin);
 }
 
 const tj_op_info tj_op_matmul = {.name = "matmul", .kind = TJ_KIND_OTHER, .grad = matmul_grad, .exec = matmul_exec};

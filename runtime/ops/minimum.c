@@ -9,9 +9,9 @@ TJ_EW2(minimum_i32, int32_t, x0 < x1 ? x0 : x1)
 static int minimum_grad(const tj_node *n, tensor *g, tensor **gin) {
     tensor *b_wins = tj_t_ew2(TJ_OP_GREATER, n->in[0], n->in[1]);
     tensor *zero = tj_t_zero_like(g);
-    gin[0] = tj_t_where(b_wins, zero, g);
-    gin[1] = tj_t_where(b_wins, g, zero);
-    return gin[0] && gin[1] ? 0 : -1;
+    gin[0] = TJ_GRAD(0, tj_t_where(b_wins, zero, g));
+    gin[1] = TJ_GRAD(1, tj_t_where(b_wins, g, zero));
+    return tj_grad_made(2, gin);
 }
 
 const tj_op_info tj_op_minimum = {

@@ -47,6 +47,14 @@ typedef int (*tj_grad_fn)(const tj_node *n, tensor *g, tensor **gin);
 /* In a gradient rule: the backward pass takes no gradient of input k, so the rule may leave
  * gin[k] NULL instead of computing it (a matmul's input batch: PyTorch's needs_input_grad). */
 static inline bool tj_grad_unused(int k) { return k < 32 && (tj_thread_state()->grad_unused >> k & 1u); }
+/* gin[k] = expr, unless the pass takes no gradient of input k (NULL, expr not evaluated) */
+#define TJ_GRAD(k, expr) (tj_grad_unused(k) ? NULL : (expr))
+/* A rule's result: 0 when it made every gradient the pass takes of in[0..nin), else -1 */
+static inline int tj_grad_made(int nin, tensor *const *gin) {
+    for (int k = 0; k < nin; k++)
+        if (!gin[k] && !tj_grad_unused(k)) return -1;
+    return 0;
+}
 /* The op's eager kernel alone: out (allocated, with its shape and dtype) = op(in) under
  * attr, with inputs already checked. No allocation of tensors, no recording. The compiled
  * path calls it (through tj_exec) for ops it does not generate inline. */

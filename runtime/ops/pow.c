@@ -30,13 +30,14 @@ static int pow_check(const tj_attr *attr, tensor *const *in, const tensor *out) 
 /* d(a^b)/da = g*b*a^(b-1); d(a^b)/db = g*y*log(a) where a > 0, else 0 (as TensorFlow) */
 static int pow_grad(const tj_node *n, tensor *g, tensor **gin) {
     tensor *a = n->in[0], *b = n->in[1];
-    tensor *bm1 = T_SUB(b, tj_t_one_like(b));
-    gin[0] = T_MUL(g, T_MUL(b, tj_t_ew2(TJ_OP_POW, a, bm1)));
-    tensor *pos = tj_t_ew2(TJ_OP_GREATER, a, tj_t_zero_like(a));
-    tensor *safe = tj_t_where(pos, a, tj_t_one_like(a));
-    tensor *loga = tj_t_where(pos, tj_t_ew1(TJ_OP_LOG, safe), tj_t_zero_like(a));
-    gin[1] = T_MUL(g, T_MUL(n->out, loga));
-    return gin[0] && gin[1] ? 0 : -1;
+    gin[0] = TJ_GRAD(0, T_MUL(g, T_MUL(b, tj_t_ew2(TJ_OP_POW, a, T_SUB(b, tj_t_one_like(b))))));
+    if (!tj_grad_unused(1)) {
+        tensor *pos = tj_t_ew2(TJ_OP_GREATER, a, tj_t_zero_like(a));
+        tensor *safe = tj_t_where(pos, a, tj_t_one_like(a));
+        tensor *loga = tj_t_where(pos, tj_t_ew1(TJ_OP_LOG, safe), tj_t_zero_like(a));
+        gin[1] = T_MUL(g, T_MUL(n->out, loga));
+    }
+    return tj_grad_made(2, gin);
 }
 
 const tj_op_info tj_op_pow = {

@@ -9,8 +9,8 @@ TJ_EW2(sub_i32, int32_t, TJ_WRAP(-, x0, x1))
 static int sub_grad(const tj_node *n, tensor *g, tensor **gin) {
     (void)n;
     gin[0] = g;
-    gin[1] = tj_t_ew1(TJ_OP_NEG, g);
-    return gin[1] ? 0 : -1;
+    gin[1] = TJ_GRAD(1, tj_t_ew1(TJ_OP_NEG, g));
+    return tj_grad_made(2, gin);
 }
 
 const tj_op_info tj_op_sub = {
