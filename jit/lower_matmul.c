@@ -62,29 +62,33 @@ static LLVMValueRef splat(const mctx *c, LLVMValueRef s, int w) {
     return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(t), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)w)), "");
 }
 
-/* for (iv = 0; iv < n; iv++), n >= 2 known, as one do-while: the body starts at
- * loop_begin's return and ends at loop_end. */
-typedef struct { LLVMBasicBlockRef pre, body; LLVMValueRef iv; int64_t n; } loop;
-
-static loop loop_begin(const mctx *c, int64_t n, const char *name) {
-    loop l = {.pre = LLVMGetInsertBlock(c->b), .n = n};
-    l.body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
-    LLVMBuildBr(c->b, l.body);
-    LLVMPositionBuilderAtEnd(c->b, l.body);
-    l.iv = LLVMBuildPhi(c->b, c->i64, "i");
+tj_lower_loop tj_lower_loop_begin(LLVMBuilderRef b, LLVMValueRef fn, int64_t n, const char *name) {
+    LLVMContextRef ctx = LLVMGetModuleContext(LLVMGetGlobalParent(fn));
+    tj_lower_loop l = {.pre = LLVMGetInsertBlock(b), .n = n};
+    l.body = LLVMAppendBasicBlockInContext(ctx, fn, name);
+    LLVMBuildBr(b, l.body);
+    LLVMPositionBuilderAtEnd(b, l.body);
+    l.iv = LLVMBuildPhi(b, LLVMInt64TypeInContext(ctx), "i");
     return l;
 }
 
-static void loop_end(const mctx *c, const loop *l) {
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-    LLVMValueRef next = add(c, l->iv, ci64(c, 1));
-    LLVMValueRef iv_in[2] = {ci64(c, 0), next};
+void tj_lower_loop_end(LLVMBuilderRef b, LLVMValueRef fn, const tj_lower_loop *l, const char *exit_name) {
+    LLVMContextRef ctx = LLVMGetModuleContext(LLVMGetGlobalParent(fn));
+    LLVMTypeRef i64 = LLVMInt64TypeInContext(ctx);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+    LLVMValueRef next = LLVMBuildAdd(b, l->iv, LLVMConstInt(i64, 1, 0), "");
+    LLVMValueRef iv_in[2] = {LLVMConstInt(i64, 0, 0), next};
     LLVMBasicBlockRef bb_in[2] = {l->pre, latch};
     LLVMAddIncoming(l->iv, iv_in, bb_in, 2);
-    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "done");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, ci64(c, l->n), ""), l->body, exit);
-    LLVMPositionBuilderAtEnd(c->b, exit);
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(ctx, fn, exit_name);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, next, LLVMConstInt(i64, (unsigned long long)l->n, 1), ""), l->body, exit);
+    LLVMPositionBuilderAtEnd(b, exit);
 }
+
+typedef tj_lower_loop loop;
+
+static loop loop_begin(const mctx *c, int64_t n, const char *name) { return tj_lower_loop_begin(c->b, c->fn, n, name); }
+static void loop_end(const mctx *c, const loop *l) { tj_lower_loop_end(c->b, c->fn, l, "done"); }
 
 /* iv of a loop over n: the constant 0 when n == 1 (no loop) */
 static LLVMValueRef loop_iv(const mctx *c, loop *l, int64_t n, const char *name) {

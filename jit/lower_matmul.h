@@ -24,6 +24,13 @@ typedef struct tj_matmul_epilogue {
 void tj_lower_small_matmul(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, const tj_small_matmul *mm, int lanes,
                            LLVMValueRef A, LLVMValueRef B, LLVMValueRef C, const tj_matmul_epilogue *epi);
 
+/* A counted loop `for (iv = 0; iv < n; iv++)` with n >= 2 known, as one do-while in fn: the
+ * body starts at the builder's position after tj_lower_loop_begin and ends where
+ * tj_lower_loop_end is called, which leaves the builder in a new block exit_name. */
+typedef struct { LLVMBasicBlockRef pre, body; LLVMValueRef iv; int64_t n; } tj_lower_loop;
+tj_lower_loop tj_lower_loop_begin(LLVMBuilderRef b, LLVMValueRef fn, int64_t n, const char *name);
+void tj_lower_loop_end(LLVMBuilderRef b, LLVMValueRef fn, const tj_lower_loop *l, const char *exit_name);
+
 /* A stack slot of type t in fn's entry block (LLVM promotes it to registers), for b's
  * current function; b stays where it was. */
 LLVMValueRef tj_lower_entry_slot(LLVMBuilderRef b, LLVMValueRef fn, LLVMTypeRef t, const char *name);

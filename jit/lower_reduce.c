@@ -5,6 +5,7 @@
  * in its order: sum a + v (fadd; int add wraps), max (v > a || v != v) ? v : a. No calls,
  * no intrinsics, no fast-math flags. If reduce.h or reduce.c changes, this file follows. */
 #include "lower_reduce.h"
+#include "lower_matmul.h"   /* tj_lower_loop */
 #include "math/reduce.h"
 
 #include <assert.h>
@@ -86,36 +87,6 @@ static void store(const rctx *r, LLVMValueRef v, LLVMValueRef p)
     LLVMSetAlignment(LLVMBuildStore(r->b, v, p), r->align);
 }
 
-/* A counted loop `for (iv = 0; iv < n; iv++)` with n >= 2 known, as one do-while: the body
- * starts at loop_begin's return and ends at loop_end. */
-typedef struct {
-    LLVMBasicBlockRef pre, body;
-    LLVMValueRef iv;
-    int64_t n;
-} loop;
-
-static loop loop_begin(const rctx *r, int64_t n, const char *name)
-{
-    loop l = {.pre = LLVMGetInsertBlock(r->b), .n = n};
-    l.body = LLVMAppendBasicBlockInContext(r->ctx, r->fn, name);
-    LLVMBuildBr(r->b, l.body);
-    LLVMPositionBuilderAtEnd(r->b, l.body);
-    l.iv = LLVMBuildPhi(r->b, r->i64, "i");
-    return l;
-}
-
-static void loop_end(const rctx *r, const loop *l, const char *exit_name)
-{
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(r->b);
-    LLVMValueRef next = LLVMBuildAdd(r->b, l->iv, ci64(r, 1), "");
-    LLVMValueRef iv_in[2] = {ci64(r, 0), next};
-    LLVMBasicBlockRef bb_in[2] = {l->pre, latch};
-    LLVMAddIncoming(l->iv, iv_in, bb_in, 2);
-    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(r->ctx, r->fn, exit_name);
-    LLVMBuildCondBr(r->b, LLVMBuildICmp(r->b, LLVMIntSLT, next, ci64(r, l->n), ""), l->body, exit);
-    LLVMPositionBuilderAtEnd(r->b, exit);
-}
-
 static LLVMValueRef tree(const rctx *r, LLVMValueRef acc);
 
 /* TJ_REDUCE_BLOCK_FN on p[0..n), 0 <= n <= TJ_REDUCE_BLOCK: returns the block's value. */
@@ -195,11 +166,11 @@ static void emit_blocks(const rctx *r, LLVMValueRef src, int64_t n, LLVMValueRef
     if (full == 1) {
         store(r, emit_block(r, src, B), dst);
     } else if (full > 1) {
-        loop l = loop_begin(r, full, "red.block");
+        tj_lower_loop l = tj_lower_loop_begin(r->b, r->fn, full, "red.block");
         LLVMValueRef off = LLVMBuildMul(r->b, l.iv, ci64(r, B), "");
         LLVMValueRef v = emit_block(r, at(r, src, off), B);
         store(r, v, at(r, dst, l.iv));
-        loop_end(r, &l, "red.blocks.done");
+        tj_lower_loop_end(r->b, r->fn, &l, "red.blocks.done");
     }
     if (rem > 0)
         store(r, emit_block(r, at(r, src, ci64(r, full * B)), rem), at(r, dst, ci64(r, full)));
@@ -282,8 +253,8 @@ void tj_lower_reduce(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef fn, bool is
         emit_output(&r, x, y, scratch, K);
         return;
     }
-    loop o = loop_begin(&r, nout, "red.out");
+    tj_lower_loop o = tj_lower_loop_begin(r.b, r.fn, nout, "red.out");
     LLVMValueRef xo = at(&r, x, LLVMBuildMul(b, o.iv, ci64(&r, K), ""));
     emit_output(&r, xo, at(&r, y, o.iv), scratch, K);
-    loop_end(&r, &o, "red.out.done");
+    tj_lower_loop_end(r.b, r.fn, &o, "red.out.done");
 }

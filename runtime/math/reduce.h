@@ -59,19 +59,18 @@
         for (int64_t j = 0; j < n; j++) y[j] = acc[j];                                   \
     }
 
+/* One reduction rule per dtype, in both forms (blocks of a run; columns of a matrix) */
+#define TJ_REDUCE_FNS(op, sfx, T, IDENTITY, COMBINE)                                         \
+    TJ_REDUCE_BLOCK_FN(tj_##op##_block_##sfx, T, IDENTITY, COMBINE)                          \
+    TJ_REDUCE_COLS_FN(tj_##op##_cols_##sfx, T, IDENTITY, COMBINE)
+
 /* sum: identity +0; int32 wraps */
-TJ_REDUCE_BLOCK_FN(tj_sum_block_f32, float, 0.0f, a + v)
-TJ_REDUCE_BLOCK_FN(tj_sum_block_f64, double, 0.0, a + v)
-TJ_REDUCE_BLOCK_FN(tj_sum_block_i32, int32_t, 0, (int32_t)((uint32_t)a + (uint32_t)v))
+TJ_REDUCE_FNS(sum, f32, float, 0.0f, a + v)
+TJ_REDUCE_FNS(sum, f64, double, 0.0, a + v)
+TJ_REDUCE_FNS(sum, i32, int32_t, 0, (int32_t)((uint32_t)a + (uint32_t)v))
 /* max: identity -inf (INT32_MIN); a NaN, once met, stays */
-TJ_REDUCE_BLOCK_FN(tj_max_block_f32, float, -__builtin_inff(), (v > a || v != v) ? v : a)
-TJ_REDUCE_BLOCK_FN(tj_max_block_f64, double, -__builtin_inf(), (v > a || v != v) ? v : a)
-TJ_REDUCE_BLOCK_FN(tj_max_block_i32, int32_t, INT32_MIN, v > a ? v : a)
-TJ_REDUCE_COLS_FN(tj_sum_cols_f32, float, 0.0f, a + v)
-TJ_REDUCE_COLS_FN(tj_sum_cols_f64, double, 0.0, a + v)
-TJ_REDUCE_COLS_FN(tj_sum_cols_i32, int32_t, 0, (int32_t)((uint32_t)a + (uint32_t)v))
-TJ_REDUCE_COLS_FN(tj_max_cols_f32, float, -__builtin_inff(), (v > a || v != v) ? v : a)
-TJ_REDUCE_COLS_FN(tj_max_cols_f64, double, -__builtin_inf(), (v > a || v != v) ? v : a)
-TJ_REDUCE_COLS_FN(tj_max_cols_i32, int32_t, INT32_MIN, v > a ? v : a)
+TJ_REDUCE_FNS(max, f32, float, -__builtin_inff(), (v > a || v != v) ? v : a)
+TJ_REDUCE_FNS(max, f64, double, -__builtin_inf(), (v > a || v != v) ? v : a)
+TJ_REDUCE_FNS(max, i32, int32_t, INT32_MIN, v > a ? v : a)
 
 #endif
