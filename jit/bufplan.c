@@ -167,10 +167,13 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
         if (off[i] != -2)
             bs[nb++] = (buf){i, false, round64(nd->numel * (int64_t)tj_dtype_size(nd->dtype)), 0, first[i], last[i]};
         int64_t nout, K;
-        /* block values, while its kernel runs (from the loop that fills them, if one does) */
-        int from = first[i] < nk && low->kernel[first[i]].from_loop >= 0 ? low->kernel[first[i]].from_loop : first[i];
+        /* block values, while its kernel runs: one output's at a time, or every output's
+         * from the loop that fills them, if one does */
+        bool filled = first[i] < nk && low->kernel[first[i]].from_loop >= 0;
+        int from = filled ? low->kernel[first[i]].from_loop : first[i];
         if (tj_lower_reduce_inline(g, nd, &nout, &K))
-            bs[nb++] = (buf){i, true, round64((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * (int64_t)tj_dtype_size(nd->dtype)),
+            bs[nb++] = (buf){i, true, round64((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * (filled ? nout : 1) *
+                                              (int64_t)tj_dtype_size(nd->dtype)),
                              0, from, first[i]};
     }
     if (!share)

@@ -749,10 +749,12 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                 for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
                 sb_puts(b, "]");
             }
+            int64_t rows, K;
+            tj_kernel_reduce_rows(g, k, &rows, &K);
             for (int r = 0; r < k->nreduced; r++)
-                sb_printf(b, "; also the block values of %%%d = %s(%%%d), blocks of %d", k->reduced[r],
+                sb_printf(b, "; also the block values of %%%d = %s(%%%d), %lld row%s of %lld, blocks of %d", k->reduced[r],
                           tj_ops[g->nodes[k->reduced[r]].op]->name, tj_graph_resolve(g, g->nodes[k->reduced[r]].in[0]),
-                          TJ_REDUCE_BLOCK);
+                          (long long)rows, plural(rows), (long long)K, TJ_REDUCE_BLOCK);
             break;
         }
         case TJ_KERNEL_REDUCE: {
@@ -760,8 +762,9 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             tj_lower_reduce_inline(g, nd, &nout, &K);
             sb_printf(b, "%lld output%s x %lld values", (long long)nout, plural(nout), (long long)K);
             if (k->from_loop >= 0)
-                sb_printf(b, "; %s computed its %lld block values: this combines them", low->kernel[k->from_loop].name,
-                          (long long)((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK));
+                sb_printf(b, "; %s computed its %lld block value%s: this combines them", low->kernel[k->from_loop].name,
+                          (long long)(nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK)),
+                          plural(nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK)));
             break;
         }
         case TJ_KERNEL_BLAS: {
@@ -823,8 +826,11 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             sb_io(b, g, in_ids[q]);
             rd += node_bytes(&g->nodes[in_ids[q]]);
         }
-        if (k->from_loop >= 0) {       /* the block values the loop left */
-            int64_t nb = (x->numel + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+        int64_t nb = 0;                /* the block values the loop left */
+        if (k->from_loop >= 0) {
+            int64_t nout, K;
+            tj_lower_reduce_inline(g, nd, &nout, &K);
+            nb = nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
             sb_printf(b, "%lld block values of %%%d", (long long)nb, tj_graph_resolve(g, nd->in[0]));
             rd += nb * (int64_t)tj_dtype_size(nd->dtype);
         } else if (nin == 0) {
@@ -842,7 +848,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             any = true;
         }
         for (int r = 0; r < k->nreduced; r++) fl += node_flops(g, &g->nodes[k->reduced[r]]);   /* done here */
-        if (k->from_loop >= 0) fl = (x->numel + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;   /* block values only */
+        if (k->from_loop >= 0) fl = nb;   /* block values only */
         if (k->nops > 1) sb_printf(b, "  (%d of %d values stored; the rest stay in registers)", count_stored(low, k), k->nops);
         sb_puts(b, "\n");
         for (int m = 0; m < k->nops; m++)

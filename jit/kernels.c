@@ -185,18 +185,32 @@ static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
     }
 }
 
-/* Whether the open loop can compute reduction nd too: a full sum or max (one output) of a
- * value of the loop, which runs over one dimension (so its pieces are whole blocks), with
- * at most a block of block values to finish. A matmul's epilogue computes none. */
+void tj_kernel_reduce_rows(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K) {
+    *nout = *K = 0;
+    if (k->nreduced > 0) tj_lower_reduce_inline(g, &g->nodes[k->reduced[0]], nout, K);
+}
+
+/* A loop of dims e can run as rows of K elements, row r being elements [r K, (r + 1) K):
+ * it runs flat (one dimension), or its rows are K long. */
+static bool rows_fit(const tj_loop_dims *e, int64_t K) {
+    return e->nd == 1 || (e->nd == 2 && e->dim[1] == K);
+}
+
+/* Whether the open loop can compute reduction nd too: a sum or max over trailing axes of a
+ * value of the loop, whose rows the loop can run as (rows_fit), with at most a block of
+ * block values per output to finish, and the same rows as the loop's other reductions.
+ * A matmul's epilogue computes none. */
 static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode *nd) {
-    int64_t nout, K;
+    int64_t nout, K, nout0, K0;
     if (first_elementwise(g, open) > 0 || open->nreduced == TJ_LOOP_REDUCE_MAX || !tj_lower_reduce_inline(g, nd, &nout, &K) ||
-        nout != 1 || K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
+        K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
         return false;
     if (member(open, tj_kernel_loop_read(g, open, nd->in[0])) < 0) return false;
+    tj_kernel_reduce_rows(g, open, &nout0, &K0);
+    if (open->nreduced > 0 && (nout0 != nout || K0 != K)) return false;
     tj_loop_dims e;
     tj_kernel_loop_dims(g, open, &e);
-    return e.nd == 1;
+    return rows_fit(&e, K);
 }
 
 /* Every value e (a flat loop's reads) reads from outside has n elements or one. */
@@ -231,8 +245,10 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
     for (int q = 0; q < nd->nin; q++)
         for (int r = 0; r < open->nreduced; r++)
             if (tj_kernel_view_source(g, nd->in[q]) == open->reduced[r]) return false;
-    *why = "the next op would make the reducing loop two-dimensional";
-    return e.nd == 1;
+    int64_t nout, K;
+    tj_kernel_reduce_rows(g, open, &nout, &K);
+    *why = "the next op would break the rows the loop reduces";
+    return rows_fit(&e, K);
 }
 
 /* A matmul of one batch: a BLAS call that may have an epilogue (the elementwise ops after
@@ -349,7 +365,8 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
 }
 
 /* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements. A
- * BLAS call with an epilogue: its product's pieces (tj_blas_pieces), one at a time. */
+ * loop that reduces: the blocks of its rows (tj_kernel_reduce_rows), row by row. A BLAS call
+ * with an epilogue: its product's pieces (tj_blas_pieces), one at a time. */
 static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
         const tj_gnode *nd = &g->nodes[ks[k].node];
@@ -360,13 +377,19 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
             ks[k].range = tj_blas_pieces(nd->shape.dim[nd->shape.ndim - 2], nd->shape.dim[nd->shape.ndim - 1], &pm, &pn);
         }
         if (tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP || nd->numel == 0) continue;
+        if (ks[k].nreduced > 0) {  /* whole blocks of its rows: elements of row r, block b */
+            int64_t nout, K;
+            tj_kernel_reduce_rows(g, &ks[k], &nout, &K);
+            int64_t per_block = K < TJ_REDUCE_BLOCK ? K : TJ_REDUCE_BLOCK;
+            ks[k].range = nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+            ks[k].grain = (16384 + per_block - 1) / per_block;
+            continue;
+        }
         tj_loop_dims e;
         tj_kernel_loop_dims(g, &ks[k], &e);
         int64_t per_row = e.nd == 1 ? 1 : g->nodes[ks[k].node].numel / e.dim[0];
         ks[k].range = e.dim[0];
         ks[k].grain = per_row >= 16384 ? 1 : (16384 + per_row - 1) / per_row;
-        if (ks[k].nreduced > 0)    /* pieces of whole blocks (one dimension: per_row is 1) */
-            ks[k].grain = (ks[k].grain + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK * TJ_REDUCE_BLOCK;
     }
 }
 

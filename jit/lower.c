@@ -313,20 +313,23 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     for (int d = e->nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
 }
 
-/* A one-dimensional fused loop that also computes full reductions of its values
- * (k->reduced): over [lo, hi) (whole blocks but the array's last) block by block; within
- * a block, lane l of a <16 x T> accumulator takes the values at l mod 16 in order, as
- * math/reduce.h's rule does, so vectors are 16 lanes whatever the machine's (LLVM splits
- * them); the tail's values go into their lanes one by one. Each block's value (the fixed
- * tree) goes to the reduction's scratch; the reduction's kernel combines them. */
+/* A fused loop that also computes reductions of its values (k->reduced) over its rows of K
+ * (tj_kernel_reduce_rows): over block indices [lo, hi), block p being block p mod nb of row
+ * p / nb (nb blocks a row). Within a block, lane l of a <16 x T> accumulator takes the
+ * values at l mod 16 in order, as math/reduce.h's rule does, so vectors are 16 lanes
+ * whatever the machine's (LLVM splits them); the block's tail goes into its lanes one by
+ * one. Each block's value (the fixed tree) goes to the reduction's scratch at p; the
+ * reduction's kernel combines each row's. */
 typedef struct acc { const tj_gnode *red; int in; bool is_max; LLVMTypeRef vt; unsigned align; LLVMValueRef slot, scratch; } acc;
 
 static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     const int L = TJ_REDUCE_LANES;
+    int64_t nout, K;
+    tj_kernel_reduce_rows(g, k, &nout, &K);
+    int64_t nb = (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
     loopio io;
     loop_io(c, k, stored, L, &io);
-    row_start(c, &io);
     acc a[TJ_LOOP_REDUCE_MAX];
     for (int r = 0; r < k->nreduced; r++) {
         acc *ar = &a[r];
@@ -341,16 +344,24 @@ static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
         LLVMValueRef idx = cint(c, k->reduced[r]);
         ar->scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     }
-    LLVMValueRef lo = LLVMGetParam(c->fn, 2), hi = LLVMGetParam(c->fn, 3), val[TJ_GROUP_MAX];
-    loop blk = loop_begin(c, lo, hi, "block");
-    LLVMValueRef next = LLVMBuildAdd(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
-    LLVMValueRef end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, hi, ""), next, hi, "");
-    LLVMValueRef vec_end = LLVMBuildSub(c->b, end, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, end, blk.iv, ""), cint(c, L), ""), "");
+    LLVMValueRef val[TJ_GROUP_MAX];
+    loop blk = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "block");
+    /* row `row` of K starts at element row*K: in a flat loop every input moves with it
+     * (stride 1) or not at all; in rows of K, by the input's row stride */
+    LLVMValueRef row = LLVMBuildSDiv(c->b, blk.iv, cint(c, nb), "");
+    LLVMValueRef start = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, blk.iv, cint(c, nb), ""), cint(c, TJ_REDUCE_BLOCK), "");
+    for (int j = 0; j < io.e.nin; j++)
+        io.off[j] = LLVMBuildMul(c->b, row, cint(c, io.e.nd == 1 ? io.e.st[j][0] * K : io.e.st[j][0]), "");
+    io.oofs = LLVMBuildMul(c->b, row, cint(c, K), "");
+    row_start(c, &io);
+    LLVMValueRef next = LLVMBuildAdd(c->b, start, cint(c, TJ_REDUCE_BLOCK), "");
+    LLVMValueRef end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, cint(c, K), ""), next, cint(c, K), "");
+    LLVMValueRef vec_end = LLVMBuildSub(c->b, end, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, end, start, ""), cint(c, L), ""), "");
     for (int r = 0; r < k->nreduced; r++)
         store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), a[r].slot, a[r].align);
     for (int pass = 0; pass < 2; pass++) {         /* 0: groups of 16, 1: the array's tail */
         bool vec = pass == 0;
-        loop l = loop_begin(c, vec ? blk.iv : vec_end, vec ? vec_end : end, vec ? "vec" : "tail");
+        loop l = loop_begin(c, vec ? start : vec_end, vec ? vec_end : end, vec ? "vec" : "tail");
         elements(c, k, &io, l.iv, vec, val);
         LLVMValueRef lane = vec ? NULL : LLVMBuildTrunc(c->b, LLVMBuildSub(c->b, l.iv, vec_end, ""), c->i32, "");
         for (int r = 0; r < k->nreduced; r++) {
@@ -366,12 +377,11 @@ static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
         }
         loop_end(c, &l, cint(c, vec ? L : 1));
     }
-    LLVMValueRef bi = LLVMBuildSDiv(c->b, blk.iv, cint(c, TJ_REDUCE_BLOCK), "");
     for (int r = 0; r < k->nreduced; r++) {
         LLVMValueRef v = tj_lower_reduce_tree(c->mod, c->b, a[r].is_max, a[r].red->dtype, load(c, a[r].vt, a[r].slot, a[r].align));
-        store(c, v, gep(c, elem_type(c, a[r].red->dtype), a[r].scratch, bi), a[r].align);
+        store(c, v, gep(c, elem_type(c, a[r].red->dtype), a[r].scratch, blk.iv), a[r].align);
     }
-    loop_end(c, &blk, cint(c, TJ_REDUCE_BLOCK));
+    loop_end(c, &blk, cint(c, 1));
 }
 
 /* A matmul by BLAS: tj_blas_?gemm per batch, the routine eager calls (core/blas.h). */
@@ -504,8 +514,8 @@ static void lower_reduce(lctx *c, const tj_kernel *k) {
     tj_lower_reduce_inline(c->g, nd, &nout, &K);
     LLVMValueRef idx = cint(c, k->node);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
-    if (k->from_loop >= 0)   /* at most TJ_REDUCE_BLOCK of them (kernels.c): no scratch needed */
-        tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, scratch, buf_ptr(c, k->node), NULL, 1,
+    if (k->from_loop >= 0)   /* at most TJ_REDUCE_BLOCK an output (kernels.c): no scratch needed */
+        tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, scratch, buf_ptr(c, k->node), NULL, nout,
                         (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
     else
         tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),

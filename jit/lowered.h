@@ -17,7 +17,7 @@ typedef void (*tj_step_fn)(void **bufs, void **calls);
  * reduction, a BLAS call or a call of the op's kernel); step calls them in order. */
 #define TJ_GROUP_MAX 24      /* ops in one fused loop */
 #define TJ_GROUP_MAX_IN 24   /* values a fused loop reads from outside */
-#define TJ_LOOP_REDUCE_MAX 4 /* full reductions a fused loop computes */
+#define TJ_LOOP_REDUCE_MAX 4 /* reductions a fused loop computes */
 /* A kernel computes rows [lo, hi) of its outermost loop dimension (loops; other kernels
  * ignore the range); range is that dimension's extent, grain the rows per parallel piece. */
 typedef void (*tj_kernel_fn)(void **bufs, void **calls, int64_t lo, int64_t hi);
@@ -30,10 +30,12 @@ typedef struct tj_kernel {
      * (small) or piece (BLAS) as it is computed */
     int nops;
     int ops[TJ_GROUP_MAX];
-    /* Full sums or maxes of a loop's values are computed in the loop: it writes the value
-     * of each block of TJ_REDUCE_BLOCK elements of reduced[0..nreduced) (the reductions'
-     * nodes) to their scratch, and each reduction's own kernel, after the loop, combines
-     * the block values (from_loop: that loop's kernel index, else -1). */
+    /* Sums or maxes over trailing axes of a loop's values are computed in the loop, all of
+     * the same rows (tj_kernel_reduce_rows): it writes the value of each block of
+     * TJ_REDUCE_BLOCK elements of each row of reduced[0..nreduced) (the reductions' nodes)
+     * to their scratch, row r's blocks after row r - 1's, and each reduction's own kernel,
+     * after the loop, combines each row's block values (from_loop: that loop's kernel
+     * index, else -1). Its range is the blocks of all rows. */
     int nreduced, reduced[TJ_LOOP_REDUCE_MAX];
     int from_loop;
     const char *ends;        /* why the group ends where it does (fused loops, epilogues) */
@@ -62,7 +64,7 @@ tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
  * runs of consecutive elementwise nodes of one shape fuse into one loop, also through
  * views (reshape, stop_gradient) when the loop can run flat: all its nodes of one numel
  * and every value it reads from outside of that numel or a scalar; a loop may absorb
- * full reductions of its values that follow (tj_kernel.reduced); such a run right after
+ * reductions over trailing axes of its values that follow (tj_kernel.reduced); such a run right after
  * a small matmul or a BLAS call of one batch, of the matmul's shape, is the matmul's
  * epilogue (in its kernel; a BLAS call's range is then its pieces, tj_blas_pieces); a
  * transpose read only by small matmuls (which read its input in place) has no kernel;
@@ -82,6 +84,10 @@ typedef struct tj_loop_dims {
     int64_t st[TJ_GROUP_MAX_IN + 3][TJ_MAX_DIMS];
 } tj_loop_dims;
 void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
+/* The rows loop k's reductions reduce (0, 0 when it computes none): nout rows of K values,
+ * row r being the loop's elements [r K, (r + 1) K) in row-major order. Its loop nest is one
+ * dimension, or two with rows of K. */
+void tj_kernel_reduce_rows(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K);
 /* Loop k runs flat: its ops have several shapes (of one numel), through views. */
 bool tj_kernel_loop_flat(const tj_graph *g, const tj_kernel *k);
 /* The same over the kernel's shape as it is (nd its rank, no dim dropped or merged): how a

@@ -1033,7 +1033,7 @@ END_TEST
  *         6: reshape(exp(x) + bias, 24) * 2: the bias is broadcast, the loop cannot run
  *            flat: the reshape ends it
  *         7: t = exp(x), r = reshape(t, (6, 4)); out0 = reshape(t, 24) * 2 + 1, out1 =
- *            sum(r, axis 1): the loop goes on past r, and stores t for the reduction
+ *            sum(r, axis 1): the loop goes on past r and computes the 6 row sums itself
  *         8: reshape(exp(x), (6, 4)) + reshape(bias, (6, 1)): the reshape of exp(x) does not
  *            end the loop, but the add reads a column broadcast over a loop that would be flat,
  *            so it starts another */
@@ -1104,16 +1104,17 @@ static void view_inputs(tj_dtype dt, tj_tensor **in) {
     in[4] = normal_dt(dt, TJ_SHAPE(6));
 }
 
-/* Variants 0-5 are one flat loop, 7 one and the reduction; what they keep in registers is
- * not stored: the arena holds nothing but its slack, except in variant 4, whose returned
- * reshape shares the buffer of exp(x) * 2 (stored: 24 values). Variants 6 and 8 are two
- * loops, the first ending with its reason. */
+/* Variants 0-5 are one flat loop, 7 one and the reduction's end; what they keep in registers
+ * is not stored: the arena holds nothing but its slack, except in variant 4, whose returned
+ * reshape shares the buffer of exp(x) * 2 (stored: 24 values), and in variant 7, where it
+ * holds the 6 row sums' block values (64 bytes). Variants 6 and 8 are two loops, the first
+ * ending with its reason. */
 START_TEST(test_loops_fuse_through_views) {
     static const int kernels[VIEW_VARIANTS] = {1, 1, 1, 1, 1, 1, 2, 2, 2};
     for (int d = 0; d < 2; d++)
         for (int v = 0; v < VIEW_VARIANTS; v++) {
             tj_dtype dt = d ? TJ_F64 : TJ_F32;
-            size_t slack = 64, stored = v == 4 ? (24 * (d ? 8 : 4) + 63) / 64 * 64 : 0;
+            size_t slack = 64, stored = v == 4 ? (24 * (d ? 8 : 4) + 63) / 64 * 64 : v == 7 ? 64 : 0;
             char what[64];
             snprintf(what, sizeof what, "variant %d %s", v, tj_dtype_name(dt));
             tj_scope_begin();
@@ -1132,11 +1133,65 @@ START_TEST(test_loops_fuse_through_views) {
                 ck_assert_msg(strstr(fusion, "(flat, from (4, 6))"), "%s: not flat\n%s", what, fusion);
                 ck_assert_msg(strstr(fusion, "\n  views    %"), "%s: the loop lists no views\n%s", what, fusion);
             }
-            if (v < 6)
+            if (v < 6 || v == 7)
                 ck_assert_msg(st.arena_bytes == slack + stored, "%s: arena %zu bytes\n%s", what, st.arena_bytes, fusion);
             free(fusion);
             tj_scope_end();
         }
+}
+END_TEST
+
+/* Reductions over trailing axes are computed in the loop that makes their input, row by
+ * row: x (R, K...) reduced over its last naxes axes;
+ *   out1 = sum(tanh(x) * x)  and  m = max(x * 2): both in the first loop (tanh(x) * x is
+ *          never stored);
+ *   out0 = softmax(x * 2) = e / sum(e), e = exp(x * 2 - m): the sum in the second loop, a
+ *          loop over rows of K (m is broadcast along them); the division reads it, after. */
+static int rows_naxes;
+
+static int rows_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tensor *x = in[0];
+    int r = tj_tensor_shape(x).ndim, axes[2] = {r - 2, r - 1};
+    const int *ax = axes + 2 - rows_naxes;
+    tj_tensor *t = tj_mul(tj_tanh(x), x), *z = tj_mul(x, tj_cast(tj_scalar(2), tj_tensor_dtype(x)));
+    out[1] = tj_sum(t, rows_naxes, ax, false);
+    tj_tensor *e = tj_exp(tj_sub(z, tj_max(z, rows_naxes, ax, true)));
+    out[0] = tj_div(e, tj_sum(e, rows_naxes, ax, true));
+    return out[0] && out[1] ? 0 : tj_error_code();
+}
+
+/* Every row length around a group (16), a block (4096) and two blocks, f32 and f64, 1 and 2
+ * threads: compiled == eager bit for bit, and the fusion dump shows the three reductions
+ * computed in their loops (six kernels: two loops, the division, three combining ends). */
+START_TEST(test_loop_computes_row_reductions) {
+    static const int64_t shapes[][3] = {{5, 1, 0}, {3, 15, 0}, {4, 16, 0}, {2, 17, 0}, {3, 4095, 0}, {2, 4096, 0},
+                                        {2, 4097, 0}, {3, 9000, 0}, {1, 300, 0}, {4, 3, 7}, {2, 65, 33}};
+    for (int d = 0; d < 2; d++)
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+            tj_dtype dt = d ? TJ_F64 : TJ_F32;
+            bool three = shapes[c][2] > 0;
+            rows_naxes = three ? 2 : 1;
+            char what[96], dir[64];
+            snprintf(what, sizeof what, "%s (%lld, %lld, %lld) over %d axes", tj_dtype_name(dt), (long long)shapes[c][0],
+                     (long long)shapes[c][1], (long long)shapes[c][2], rows_naxes);
+            tj_scope_begin();
+            tj_seed(c);
+            tj_tensor *x = normal_dt(dt, three ? TJ_SHAPE(shapes[c][0], shapes[c][1], shapes[c][2])
+                                               : TJ_SHAPE(shapes[c][0], shapes[c][1]));
+            tj_compile_stats st;
+            snprintf(dir, sizeof dir, "/tmp/tj_check_jit_rows_%ld", (long)getpid());
+            compiled_equals_eager(rows_step, NULL, 1, &x, 2, what, dir, &st);
+            char *fusion = take_fusion_dump(dir);
+            int absorbed = 0;
+            for (const char *p = fusion; (p = strstr(p, "; also the block values of")); p++) absorbed++;
+            ck_assert_msg(absorbed == 3 && st.kernels == 6, "%s: %d reductions in loops, %d kernels\n%s", what, absorbed,
+                          st.kernels, fusion);
+            free(fusion);
+            same_bits_any_threads(rows_step, 1, &x, 2, what);
+            tj_scope_end();
+        }
+    rows_naxes = 1;
 }
 END_TEST
 
@@ -1291,6 +1346,7 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_threads_compile_and_run_concurrently);
     tcase_add_test(fn, test_compiled_loops_split_over_threads);
     tcase_add_test(fn, test_loop_computes_full_reduction);
+    tcase_add_test(fn, test_loop_computes_row_reductions);
     suite_add_tcase(s, fn);
     TCase *views = tcase_create("fuse_views");
     tcase_add_checked_fixture(views, setup, teardown);
