@@ -231,6 +231,14 @@ static void dout_write(dout *o, const char *ext, sbuf *text) {
 
 static const char *plural(int64_t n) { return n == 1 ? "" : "s"; }
 
+/* The block values a loop leaves for reduction nd to combine: a block per TJ_REDUCE_BLOCK
+ * values of each output over rows, one per output over columns (tj_kernel_reduce_form). */
+static int64_t block_values(const tj_graph *g, const tj_gnode *nd) {
+    int64_t nout, K;
+    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K);
+    return f == TJ_REDUCE_COLS ? nout : nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+}
+
 static const char *dt_short(tj_dtype dt) {
     switch (dt) {
     case TJ_F32: return "f32";
@@ -686,8 +694,9 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
     int views = 0;
     for (int i = 0; i < g->n; i++) views += live[i] && tj_lower_is_view(&g->nodes[i]) && g->nodes[i].replaced_by < 0;
     sb_puts(b, "# tapejit fusion groups: the kernels of the compiled step, in the order step runs them.\n"
-               "# kinds: vector loop (elementwise, explicit vectors + scalar tail; it may also compute a full\n"
-               "# reduction of one of its values, block by block), reduction (canonical order),\n"
+               "# kinds: vector loop (elementwise, explicit vectors + scalar tail; it may also compute sums\n"
+               "# and maxes of its values, over rows block by block or over columns in pieces of columns),\n"
+               "# reduction (canonical order; after such a loop, it combines the loop's block values),\n"
                "# small matmul (inline vectors across n, in the order of ops/matmul_small.h; an operand that is a\n"
                "# transpose of the last two axes is read in place, and such a transpose read by nothing else has\n"
                "# no kernel; the elementwise ops of its shape right after it are its epilogue, applied to each\n"
@@ -730,6 +739,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         int ki = kmap[i];
         if (ki < 0 || low->kernel[ki].node != i) continue;   /* fused ops are listed with their loop */
         const tj_kernel *k = &low->kernel[ki];
+        kk = tj_kernel_kind_at(g, k);
         sb_printf(b, "\nkernel %s  (%s)\n  ops      ", k->name, kind_name(kk));
         sb_kernel_ops(b, g, k);
         if (kk == TJ_KERNEL_LOOP) sb_loop_views(b, g, live, k);
@@ -749,22 +759,25 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                 for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
                 sb_puts(b, "]");
             }
-            int64_t rows, K;
-            tj_kernel_reduce_rows(g, k, &rows, &K);
-            for (int r = 0; r < k->nreduced; r++)
-                sb_printf(b, "; also the block values of %%%d = %s(%%%d), %lld row%s of %lld, blocks of %d", k->reduced[r],
-                          tj_ops[g->nodes[k->reduced[r]].op]->name, tj_graph_resolve(g, g->nodes[k->reduced[r]].in[0]),
-                          (long long)rows, plural(rows), (long long)K, TJ_REDUCE_BLOCK);
+            int64_t nout, K;
+            bool cols = tj_kernel_loop_reduce(g, k, &nout, &K) == TJ_REDUCE_COLS;
+            for (int r = 0; r < k->nreduced; r++) {
+                sb_printf(b, "; also the block values of %%%d = %s(%%%d), ", k->reduced[r], tj_ops[g->nodes[k->reduced[r]].op]->name,
+                          tj_graph_resolve(g, g->nodes[k->reduced[r]].in[0]));
+                if (cols)
+                    sb_printf(b, "%lld columns of %lld, in pieces of %d columns", (long long)nout, (long long)K, TJ_REDUCE_COLS_PIECE);
+                else
+                    sb_printf(b, "%lld row%s of %lld, blocks of %d", (long long)nout, plural(nout), (long long)K, TJ_REDUCE_BLOCK);
+            }
             break;
         }
         case TJ_KERNEL_REDUCE: {
-            int64_t nout = 0, K = 0;
-            tj_lower_reduce_inline(g, nd, &nout, &K);
+            int64_t nout = 0, K = 0, nb = block_values(g, nd);
+            tj_kernel_reduce_form(g, nd, &nout, &K);
             sb_printf(b, "%lld output%s x %lld values", (long long)nout, plural(nout), (long long)K);
             if (k->from_loop >= 0)
                 sb_printf(b, "; %s computed its %lld block value%s: this combines them", low->kernel[k->from_loop].name,
-                          (long long)(nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK)),
-                          plural(nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK)));
+                          (long long)nb, plural(nb));
             break;
         }
         case TJ_KERNEL_BLAS: {
@@ -828,9 +841,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         }
         int64_t nb = 0;                /* the block values the loop left */
         if (k->from_loop >= 0) {
-            int64_t nout, K;
-            tj_lower_reduce_inline(g, nd, &nout, &K);
-            nb = nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+            nb = block_values(g, nd);
             sb_printf(b, "%lld block values of %%%d", (long long)nb, tj_graph_resolve(g, nd->in[0]));
             rd += nb * (int64_t)tj_dtype_size(nd->dtype);
         } else if (nin == 0) {
@@ -847,7 +858,12 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             wr += node_bytes(&g->nodes[id]);
             any = true;
         }
-        for (int r = 0; r < k->nreduced; r++) fl += node_flops(g, &g->nodes[k->reduced[r]]);   /* done here */
+        for (int r = 0; r < k->nreduced; r++) {      /* done here, leaving block values */
+            const tj_gnode *red = &g->nodes[k->reduced[r]];
+            fl += node_flops(g, red);
+            wr += block_values(g, red) * (int64_t)tj_dtype_size(red->dtype);
+        }
+        if (!any) sb_puts(b, k->nreduced ? "block values only" : "(none)");
         if (k->from_loop >= 0) fl = nb;   /* block values only */
         if (k->nops > 1) sb_printf(b, "  (%d of %d values stored; the rest stay in registers)", count_stored(low, k), k->nops);
         sb_puts(b, "\n");
@@ -1018,7 +1034,7 @@ static void dot_text(sbuf *b, const tj_graph *g, const bool *live, const struct 
             const tj_kernel *k = &low->kernel[kmap[i]];
             if (k->node != i) continue;   /* a kernel's cluster is drawn at its first node */
             sb_printf(b, "  subgraph cluster_k%d {\n    label=\"%s\\n%s\";\n    style=rounded;\n", i, k->name,
-                      kind_name(tj_kernel_kind_of(g, nd)));
+                      kind_name(tj_kernel_kind_at(g, k)));
             int ids[64], n = kernel_ops(k, ids, 64);
             for (int j = 0; j < n; j++) dot_node(b, g, ids[j], "    ", false);
             for (int v = i + 1; v < g->n; v++)          /* the views it reads in registers */

@@ -185,32 +185,56 @@ static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
     }
 }
 
-void tj_kernel_reduce_rows(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K) {
+tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K) {
     *nout = *K = 0;
-    if (k->nreduced > 0) tj_lower_reduce_inline(g, &g->nodes[k->reduced[0]], nout, K);
+    if (tj_lower_reduce_inline(g, nd, nout, K)) return TJ_REDUCE_ROWS;
+    if (nd->kind != TJ_N_OP || (nd->op != TJ_OP_SUM && nd->op != TJ_OP_MAX)) return TJ_REDUCE_NONE;
+    const tj_shape *s = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape;
+    bool red[TJ_MAX_DIMS] = {false}, seen = false;
+    for (int i = 0; i < nd->attr.red.naxes; i++) red[nd->attr.red.axes[i]] = true;
+    int64_t k = 1, n = 1;
+    for (int d = 0; d < s->ndim; d++) {     /* as runtime/ops/reduce.c sorts its axes */
+        if (red[d] && n > 1 && s->dim[d] != 1) return TJ_REDUCE_NONE;     /* reduced, kept, reduced */
+        if (!red[d] && !seen && s->dim[d] != 1) return TJ_REDUCE_NONE;    /* kept before reduced */
+        seen = seen || red[d];
+        *(red[d] ? &k : &n) *= s->dim[d];
+    }
+    if (n < 2 || k > TJ_REDUCE_BLOCK) return TJ_REDUCE_NONE;
+    *nout = n;
+    *K = k;
+    return TJ_REDUCE_COLS;
 }
 
-/* A loop of dims e can run as rows of K elements, row r being elements [r K, (r + 1) K):
- * it runs flat (one dimension), or its rows are K long. */
-static bool rows_fit(const tj_loop_dims *e, int64_t K) {
-    return e->nd == 1 || (e->nd == 2 && e->dim[1] == K);
+tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K) {
+    *nout = *K = 0;
+    return k->nreduced > 0 ? tj_kernel_reduce_form(g, &g->nodes[k->reduced[0]], nout, K) : TJ_REDUCE_NONE;
 }
 
-/* Whether the open loop can compute reduction nd too: a sum or max over trailing axes of a
- * value of the loop, whose rows the loop can run as (rows_fit), with at most a block of
- * block values per output to finish, and the same rows as the loop's other reductions.
- * A matmul's epilogue computes none. */
+/* A loop of dims e can run as rows of `len` elements, row r being elements [r len, (r + 1)
+ * len): it runs flat (one dimension), or its rows are that long. Rows of K for rows
+ * reduced, of nout for columns. */
+static bool rows_fit(const tj_loop_dims *e, int64_t len) {
+    return e->nd == 1 || (e->nd == 2 && e->dim[1] == len);
+}
+
+static int64_t row_length(tj_reduce_form f, int64_t nout, int64_t K) { return f == TJ_REDUCE_COLS ? nout : K; }
+
+/* Whether the open loop can compute reduction nd too: one it can compute (its rows or its
+ * columns, with at most a block of block values per output to finish) of a value of the
+ * loop, whose rows the loop can run as (rows_fit), of the same form and size as the
+ * loop's other reductions. A matmul's epilogue computes none. */
 static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode *nd) {
     int64_t nout, K, nout0, K0;
-    if (first_elementwise(g, open) > 0 || open->nreduced == TJ_LOOP_REDUCE_MAX || !tj_lower_reduce_inline(g, nd, &nout, &K) ||
-        K < 1 || K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
+    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K);
+    if (first_elementwise(g, open) > 0 || open->nreduced == TJ_LOOP_REDUCE_MAX || f == TJ_REDUCE_NONE || K < 1 ||
+        K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
         return false;
     if (member(open, tj_kernel_loop_read(g, open, nd->in[0])) < 0) return false;
-    tj_kernel_reduce_rows(g, open, &nout0, &K0);
-    if (open->nreduced > 0 && (nout0 != nout || K0 != K)) return false;
+    tj_reduce_form f0 = tj_kernel_loop_reduce(g, open, &nout0, &K0);
+    if (open->nreduced > 0 && (f0 != f || nout0 != nout || K0 != K)) return false;
     tj_loop_dims e;
     tj_kernel_loop_dims(g, open, &e);
-    return rows_fit(&e, K);
+    return rows_fit(&e, row_length(f, nout, K));
 }
 
 /* Every value e (a flat loop's reads) reads from outside has n elements or one. */
@@ -246,9 +270,9 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
         for (int r = 0; r < open->nreduced; r++)
             if (tj_kernel_view_source(g, nd->in[q]) == open->reduced[r]) return false;
     int64_t nout, K;
-    tj_kernel_reduce_rows(g, open, &nout, &K);
+    tj_reduce_form f = tj_kernel_loop_reduce(g, open, &nout, &K);
     *why = "the next op would break the rows the loop reduces";
-    return rows_fit(&e, K);
+    return rows_fit(&e, row_length(f, nout, K));
 }
 
 /* A matmul of one batch: a BLAS call that may have an epilogue (the elementwise ops after
@@ -365,7 +389,8 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
 }
 
 /* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements. A
- * loop that reduces: the blocks of its rows (tj_kernel_reduce_rows), row by row. A BLAS call
+ * loop that reduces: the blocks of its rows, row by row, or pieces of its columns
+ * (tj_kernel_loop_reduce). A BLAS call
  * with an epilogue: its product's pieces (tj_blas_pieces), one at a time. */
 static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
@@ -377,12 +402,13 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
             ks[k].range = tj_blas_pieces(nd->shape.dim[nd->shape.ndim - 2], nd->shape.dim[nd->shape.ndim - 1], &pm, &pn);
         }
         if (tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP || nd->numel == 0) continue;
-        if (ks[k].nreduced > 0) {  /* whole blocks of its rows: elements of row r, block b */
-            int64_t nout, K;
-            tj_kernel_reduce_rows(g, &ks[k], &nout, &K);
-            int64_t per_block = K < TJ_REDUCE_BLOCK ? K : TJ_REDUCE_BLOCK;
-            ks[k].range = nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
-            ks[k].grain = (16384 + per_block - 1) / per_block;
+        int64_t nout, K;
+        tj_reduce_form f = tj_kernel_loop_reduce(g, &ks[k], &nout, &K);
+        if (f != TJ_REDUCE_NONE) {  /* whole blocks of its rows, or pieces of its columns */
+            int64_t per = f == TJ_REDUCE_COLS ? K * TJ_REDUCE_COLS_PIECE : K < TJ_REDUCE_BLOCK ? K : TJ_REDUCE_BLOCK;
+            ks[k].range = f == TJ_REDUCE_COLS ? (nout + TJ_REDUCE_COLS_PIECE - 1) / TJ_REDUCE_COLS_PIECE
+                                              : nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+            ks[k].grain = (16384 + per - 1) / per;
             continue;
         }
         tj_loop_dims e;
@@ -487,4 +513,8 @@ tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd) {
     if (tj_kernel_small_matmul(g, nd, &mm)) return TJ_KERNEL_SMALL_MATMUL;
     if (matmul_direct(g, nd)) return TJ_KERNEL_BLAS;
     return TJ_KERNEL_CALL;
+}
+
+tj_kernel_kind tj_kernel_kind_at(const tj_graph *g, const tj_kernel *k) {
+    return k->from_loop >= 0 ? TJ_KERNEL_REDUCE : tj_kernel_kind_of(g, &g->nodes[k->node]);
 }

@@ -314,23 +314,18 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
 }
 
 /* A fused loop that also computes reductions of its values (k->reduced) over its rows of K
- * (tj_kernel_reduce_rows): over block indices [lo, hi), block p being block p mod nb of row
+ * (TJ_REDUCE_ROWS, tj_kernel_loop_reduce): over block indices [lo, hi), block p being block p mod nb of row
  * p / nb (nb blocks a row). Within a block, lane l of a <16 x T> accumulator takes the
  * values at l mod 16 in order, as math/reduce.h's rule does, so vectors are 16 lanes
  * whatever the machine's (LLVM splits them); the block's tail goes into its lanes one by
  * one. Each block's value (the fixed tree) goes to the reduction's scratch at p; the
  * reduction's kernel combines each row's. */
-typedef struct acc { const tj_gnode *red; int in; bool is_max; LLVMTypeRef vt; unsigned align; LLVMValueRef slot, scratch; } acc;
+typedef struct acc { const tj_gnode *red; int in; bool is_max; LLVMTypeRef et, vt; unsigned align; LLVMValueRef slot, scratch; } acc;
 
-static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
+/* a[r] for each reduction r of loop k: its node, the op of k it reads, and its accumulator
+ * (a stack slot of type slot_type(T, n)) and scratch (calls[node]). */
+static void accumulators(lctx *c, const tj_kernel *k, LLVMTypeRef (*slot_type)(LLVMTypeRef, unsigned), unsigned n, acc *a) {
     const tj_graph *g = c->g;
-    const int L = TJ_REDUCE_LANES;
-    int64_t nout, K;
-    tj_kernel_reduce_rows(g, k, &nout, &K);
-    int64_t nb = (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
-    loopio io;
-    loop_io(c, k, stored, L, &io);
-    acc a[TJ_LOOP_REDUCE_MAX];
     for (int r = 0; r < k->nreduced; r++) {
         acc *ar = &a[r];
         ar->red = &g->nodes[k->reduced[r]];
@@ -338,22 +333,38 @@ static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
         ar->in = -1;
         int x = tj_kernel_loop_read(g, k, ar->red->in[0]);      /* a value of the loop, maybe through views */
         for (int m = 0; m < k->nops && ar->in < 0; m++) if (k->ops[m] == x) ar->in = m;
-        ar->vt = LLVMVectorType(elem_type(c, ar->red->dtype), (unsigned)L);
+        ar->et = elem_type(c, ar->red->dtype);
+        ar->vt = LLVMVectorType(ar->et, TJ_REDUCE_LANES);
         ar->align = (unsigned)tj_dtype_size(ar->red->dtype);
-        ar->slot = tj_lower_entry_slot(c->b, c->fn, ar->vt, "acc");
+        ar->slot = tj_lower_entry_slot(c->b, c->fn, slot_type(ar->et, n), "acc");
         LLVMValueRef idx = cint(c, k->reduced[r]);
         ar->scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     }
+}
+
+/* Row `row` of the loop, of len elements (rows_fit in kernels.c): in a flat loop every
+ * input moves with it (stride 1) or not at all; in rows of len, by the input's row stride. */
+static void row_at(lctx *c, loopio *io, LLVMValueRef row, int64_t len) {
+    for (int j = 0; j < io->e.nin; j++)
+        io->off[j] = LLVMBuildMul(c->b, row, cint(c, io->e.nd == 1 ? io->e.st[j][0] * len : io->e.st[j][0]), "");
+    io->oofs = LLVMBuildMul(c->b, row, cint(c, len), "");
+    row_start(c, io);
+}
+
+static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
+    const tj_graph *g = c->g;
+    const int L = TJ_REDUCE_LANES;
+    int64_t nout, K;
+    tj_kernel_loop_reduce(g, k, &nout, &K);
+    int64_t nb = (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+    loopio io;
+    loop_io(c, k, stored, L, &io);
+    acc a[TJ_LOOP_REDUCE_MAX];
+    accumulators(c, k, LLVMVectorType, (unsigned)L, a);
     LLVMValueRef val[TJ_GROUP_MAX];
     loop blk = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "block");
-    /* row `row` of K starts at element row*K: in a flat loop every input moves with it
-     * (stride 1) or not at all; in rows of K, by the input's row stride */
-    LLVMValueRef row = LLVMBuildSDiv(c->b, blk.iv, cint(c, nb), "");
+    row_at(c, &io, LLVMBuildSDiv(c->b, blk.iv, cint(c, nb), ""), K);
     LLVMValueRef start = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, blk.iv, cint(c, nb), ""), cint(c, TJ_REDUCE_BLOCK), "");
-    for (int j = 0; j < io.e.nin; j++)
-        io.off[j] = LLVMBuildMul(c->b, row, cint(c, io.e.nd == 1 ? io.e.st[j][0] * K : io.e.st[j][0]), "");
-    io.oofs = LLVMBuildMul(c->b, row, cint(c, K), "");
-    row_start(c, &io);
     LLVMValueRef next = LLVMBuildAdd(c->b, start, cint(c, TJ_REDUCE_BLOCK), "");
     LLVMValueRef end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, cint(c, K), ""), next, cint(c, K), "");
     LLVMValueRef vec_end = LLVMBuildSub(c->b, end, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, end, start, ""), cint(c, L), ""), "");
@@ -382,6 +393,70 @@ static void lower_loop_reduce(lctx *c, const tj_kernel *k, const bool *stored) {
         store(c, v, gep(c, elem_type(c, a[r].red->dtype), a[r].scratch, blk.iv), a[r].align);
     }
     loop_end(c, &blk, cint(c, 1));
+}
+
+/* A fused loop that also computes column reductions of its values (TJ_REDUCE_COLS: K rows
+ * of n): over pieces [lo, hi) of TJ_REDUCE_COLS_PIECE columns, each running its K rows in
+ * order, a row's columns in vectors of the machine's lanes and then one by one. Row k's
+ * values go into lane k mod 16 of their columns' accumulators (acc[lane][column], on the
+ * stack), as math/reduce.h's column form does; then the fixed tree over the lanes leaves
+ * each column's value in acc[0], which goes to the reduction's scratch. */
+_Static_assert(TJ_REDUCE_COLS_PIECE % TJ_REDUCE_LANES == 0, "a piece is whole vectors of 16");
+static LLVMTypeRef lanes_by_piece(LLVMTypeRef et, unsigned lanes) { return LLVMArrayType(et, lanes * TJ_REDUCE_COLS_PIECE); }
+
+static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
+    const tj_graph *g = c->g;
+    const int64_t P = TJ_REDUCE_COLS_PIECE, L = TJ_REDUCE_LANES;
+    int64_t n, K;
+    tj_kernel_loop_reduce(g, k, &n, &K);
+    bool wide = false;
+    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
+    loopio io;
+    loop_io(c, k, stored, wide ? c->lanes / 2 : c->lanes, &io);
+    int64_t w = io.lanes > 0 ? io.lanes : 1;
+    acc a[TJ_LOOP_REDUCE_MAX];
+    accumulators(c, k, lanes_by_piece, TJ_REDUCE_LANES, a);
+    LLVMValueRef val[TJ_GROUP_MAX];
+    loop pc = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "piece");
+    LLVMValueRef j0 = LLVMBuildMul(c->b, pc.iv, cint(c, P), ""), j1 = LLVMBuildAdd(c->b, j0, cint(c, P), "");
+    j1 = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, j1, cint(c, n), ""), j1, cint(c, n), "");
+    LLVMValueRef vec_end = LLVMBuildSub(c->b, j1, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, j1, j0, ""), cint(c, w), ""), "");
+    for (int r = 0; r < k->nreduced; r++)         /* every accumulator at the identity */
+        for (int64_t q = 0; q < L * P; q += L)
+            store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), gep(c, a[r].et, a[r].slot, cint(c, q)),
+                  a[r].align);
+    loop rk = loop_begin(c, cint(c, 0), cint(c, K), "row");
+    row_at(c, &io, rk.iv, n);
+    LLVMValueRef lane = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, rk.iv, cint(c, L), ""), cint(c, P), "");
+    for (int pass = 0; pass < 2; pass++) {         /* 0: vectors, 1: single columns */
+        bool vec = pass == 0;
+        loop l = loop_begin(c, vec ? j0 : vec_end, vec ? vec_end : j1, vec ? "vec" : "col");
+        elements(c, k, &io, l.iv, vec, val);
+        LLVMValueRef at = LLVMBuildAdd(c->b, lane, LLVMBuildSub(c->b, l.iv, j0, ""), "");
+        for (int r = 0; r < k->nreduced; r++) {
+            LLVMValueRef p = gep(c, a[r].et, a[r].slot, at);
+            LLVMValueRef v = load(c, vec ? LLVMVectorType(a[r].et, (unsigned)w) : a[r].et, p, a[r].align);
+            store(c, tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, v, val[a[r].in]), p, a[r].align);
+        }
+        loop_end(c, &l, cint(c, vec ? w : 1));
+    }
+    loop_end(c, &rk, cint(c, 1));
+    for (int r = 0; r < k->nreduced; r++) {       /* the tree, on whole rows of accumulators */
+        for (int64_t h = L / 2; h >= 1; h /= 2)
+            for (int64_t ln = 0; ln < h; ln++)
+                for (int64_t q = 0; q < P; q += L) {
+                    LLVMValueRef pa = gep(c, a[r].et, a[r].slot, cint(c, ln * P + q));
+                    LLVMValueRef pb = gep(c, a[r].et, a[r].slot, cint(c, (ln + h) * P + q));
+                    LLVMValueRef x = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype,
+                                                             load(c, a[r].vt, pa, a[r].align), load(c, a[r].vt, pb, a[r].align));
+                    store(c, x, pa, a[r].align);
+                }
+        loop oj = loop_begin(c, j0, j1, "out");
+        store(c, load(c, a[r].et, gep(c, a[r].et, a[r].slot, LLVMBuildSub(c->b, oj.iv, j0, "")), a[r].align),
+              gep(c, a[r].et, a[r].scratch, oj.iv), a[r].align);
+        loop_end(c, &oj, cint(c, 1));
+    }
+    loop_end(c, &pc, cint(c, 1));
 }
 
 /* A matmul by BLAS: tj_blas_?gemm per batch, the routine eager calls (core/blas.h). */
@@ -511,12 +586,12 @@ static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored)
 static void lower_reduce(lctx *c, const tj_kernel *k) {
     const tj_gnode *nd = &c->g->nodes[k->node];
     int64_t nout, K;
-    tj_lower_reduce_inline(c->g, nd, &nout, &K);
+    tj_reduce_form f = tj_kernel_reduce_form(c->g, nd, &nout, &K);
     LLVMValueRef idx = cint(c, k->node);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     if (k->from_loop >= 0)   /* at most TJ_REDUCE_BLOCK an output (kernels.c): no scratch needed */
         tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, scratch, buf_ptr(c, k->node), NULL, nout,
-                        (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+                        f == TJ_REDUCE_COLS ? 1 : (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
     else
         tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),
                         buf_ptr(c, k->node), scratch, nout, K);
@@ -584,14 +659,17 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, i
     unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
     for (int ki = 0; ki < nk; ki++) {
         tj_kernel *k = &out->kernel[ki];
-        const tj_gnode *nd = &g->nodes[k->node];
         c.fn = kfn[ki] = LLVMAddFunction(mod, k->name, kty);
         LLVMAddAttributeAtIndex(c.fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c.ctx, noinline, 0));
         c.bufs = LLVMGetParam(c.fn, 0);
         c.calls = LLVMGetParam(c.fn, 1);
         LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
-        switch (tj_kernel_kind_of(g, nd)) {
-        case TJ_KERNEL_LOOP: (k->nreduced > 0 ? lower_loop_reduce : lower_loop)(&c, k, stored); break;
+        int64_t nout, K;
+        tj_reduce_form rf = tj_kernel_loop_reduce(g, k, &nout, &K);
+        switch (tj_kernel_kind_at(g, k)) {
+        case TJ_KERNEL_LOOP:
+            (rf == TJ_REDUCE_ROWS ? lower_loop_rows : rf == TJ_REDUCE_COLS ? lower_loop_cols : lower_loop)(&c, k, stored);
+            break;
         case TJ_KERNEL_REDUCE: lower_reduce(&c, k); break;
         case TJ_KERNEL_SMALL_MATMUL: lower_small_matmul(&c, k, stored); break;
         case TJ_KERNEL_BLAS: if (k->nops > 1) lower_blas_epilogue(&c, k, stored); else lower_matmul(&c, k->node); break;

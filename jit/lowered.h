@@ -30,12 +30,12 @@ typedef struct tj_kernel {
      * (small) or piece (BLAS) as it is computed */
     int nops;
     int ops[TJ_GROUP_MAX];
-    /* Sums or maxes over trailing axes of a loop's values are computed in the loop, all of
-     * the same rows (tj_kernel_reduce_rows): it writes the value of each block of
-     * TJ_REDUCE_BLOCK elements of each row of reduced[0..nreduced) (the reductions' nodes)
-     * to their scratch, row r's blocks after row r - 1's, and each reduction's own kernel,
-     * after the loop, combines each row's block values (from_loop: that loop's kernel
-     * index, else -1). Its range is the blocks of all rows. */
+    /* Sums or maxes of a loop's values are computed in the loop, all of one form
+     * (tj_kernel_loop_reduce): it writes the value of each block of TJ_REDUCE_BLOCK
+     * elements of each output of reduced[0..nreduced) (the reductions' nodes) to their
+     * scratch, output r's blocks after output r - 1's (one block an output for COLS), and
+     * each reduction's own kernel, after the loop, combines each output's block values
+     * (from_loop: that loop's kernel index, else -1). */
     int nreduced, reduced[TJ_LOOP_REDUCE_MAX];
     int from_loop;
     const char *ends;        /* why the group ends where it does (fused loops, epilogues) */
@@ -59,12 +59,15 @@ typedef enum {
     TJ_KERNEL_VIEW, TJ_KERNEL_LOOP, TJ_KERNEL_REDUCE, TJ_KERNEL_SMALL_MATMUL, TJ_KERNEL_BLAS, TJ_KERNEL_CALL
 } tj_kernel_kind;
 tj_kernel_kind tj_kernel_kind_of(const tj_graph *g, const tj_gnode *nd);
+/* The kind of kernel k: its node's, but REDUCE for the end of a reduction a loop computed
+ * (from_loop: a reduction over leading axes is otherwise a call of its kernel). */
+tj_kernel_kind tj_kernel_kind_at(const tj_graph *g, const tj_kernel *k);
 
 /* The kernels of the live nodes, in execution order (*out: tj_mem_alloc'd, n of them):
  * runs of consecutive elementwise nodes of one shape fuse into one loop, also through
  * views (reshape, stop_gradient) when the loop can run flat: all its nodes of one numel
  * and every value it reads from outside of that numel or a scalar; a loop may absorb
- * reductions over trailing axes of its values that follow (tj_kernel.reduced); such a run right after
+ * reductions of its values that follow (tj_kernel.reduced, tj_kernel_reduce_form); such a run right after
  * a small matmul or a BLAS call of one batch, of the matmul's shape, is the matmul's
  * epilogue (in its kernel; a BLAS call's range is then its pieces, tj_blas_pieces); a
  * transpose read only by small matmuls (which read its input in place) has no kernel;
@@ -84,10 +87,18 @@ typedef struct tj_loop_dims {
     int64_t st[TJ_GROUP_MAX_IN + 3][TJ_MAX_DIMS];
 } tj_loop_dims;
 void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
-/* The rows loop k's reductions reduce (0, 0 when it computes none): nout rows of K values,
- * row r being the loop's elements [r K, (r + 1) K) in row-major order. Its loop nest is one
- * dimension, or two with rows of K. */
-void tj_kernel_reduce_rows(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K);
+/* How a loop can compute reduction nd (nout outputs of K values each; 0, 0 for NONE): ROWS,
+ * a sum/max over trailing axes (tj_lower_reduce_inline), output r reducing the elements
+ * [r K, (r + 1) K) in row-major order; COLS, a sum/max over leading axes (size-1 dims aside)
+ * of K <= TJ_REDUCE_BLOCK rows of nout > 1 columns, output j reducing the elements j,
+ * nout + j, ... (math/reduce.h's column form). A loop that computes COLS reductions runs
+ * over pieces of TJ_REDUCE_COLS_PIECE columns, each piece all its K rows, in order. */
+typedef enum { TJ_REDUCE_NONE, TJ_REDUCE_ROWS, TJ_REDUCE_COLS } tj_reduce_form;
+#define TJ_REDUCE_COLS_PIECE 64
+tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K);
+/* The form of loop k's reductions, all of one form and size (NONE: it computes none). Its
+ * loop nest is one dimension, or two with rows of K (ROWS) or nout (COLS) elements. */
+tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K);
 /* Loop k runs flat: its ops have several shapes (of one numel), through views. */
 bool tj_kernel_loop_flat(const tj_graph *g, const tj_kernel *k);
 /* The same over the kernel's shape as it is (nd its rank, no dim dropped or merged): how a

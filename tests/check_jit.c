@@ -1195,6 +1195,59 @@ START_TEST(test_loop_computes_row_reductions) {
 }
 END_TEST
 
+/* Reductions over leading axes (a bias gradient's column sums) are computed in the loop
+ * that makes their input, in pieces of columns: x and h (K..., n), bias (n,), reduced over
+ * every axis but the last:
+ *   out0 = sum(where(h > 0, x, 0) * bias)  and  out1 = max(x * 2): both in one loop over
+ *   rows of n (the bias is broadcast along them). Past a block of rows (4096) a reduction
+ *   is a call of its kernel, reading its stored input, and ends the loop (four kernels). */
+static int cols_naxes;
+
+static int cols_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tensor *x = in[0], *h = in[1];
+    int axes[2] = {0, 1};
+    tj_tensor *zero = tj_cast(tj_scalar(0), tj_tensor_dtype(x)), *two = tj_cast(tj_scalar(2), tj_tensor_dtype(x));
+    out[0] = tj_sum(tj_mul(tj_where(tj_greater(h, zero), x, zero), in[2]), cols_naxes, axes, false);
+    out[1] = tj_max(tj_mul(x, two), cols_naxes, axes, false);
+    return out[0] && out[1] ? 0 : tj_error_code();
+}
+
+/* Row counts around a group (16) and a block (4096), column counts around the vector widths
+ * and the 64-column pieces, f32 and f64, 1 and 2 threads: compiled == eager bit for bit; the
+ * fusion dump shows both reductions in the loop (three kernels: the loop, two ends). */
+START_TEST(test_loop_computes_column_reductions) {
+    static const int64_t shapes[][3] = {{1, 2, 0}, {15, 16, 0}, {16, 17, 0}, {17, 64, 0}, {128, 512, 0}, {33, 65, 0},
+                                        {4096, 3, 0}, {4097, 5, 0}, {3, 1000, 0}, {2, 3, 70}, {40, 129, 0}};
+    for (int d = 0; d < 2; d++)
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+            tj_dtype dt = d ? TJ_F64 : TJ_F32;
+            bool three = shapes[c][2] > 0;
+            cols_naxes = three ? 2 : 1;
+            int64_t K = three ? shapes[c][0] * shapes[c][1] : shapes[c][0], n = three ? shapes[c][2] : shapes[c][1];
+            char what[96], dir[64];
+            snprintf(what, sizeof what, "%s (%lld, %lld, %lld) over %d axes", tj_dtype_name(dt), (long long)shapes[c][0],
+                     (long long)shapes[c][1], (long long)shapes[c][2], cols_naxes);
+            tj_scope_begin();
+            tj_seed(c + 40);
+            tj_shape xs = three ? TJ_SHAPE(shapes[c][0], shapes[c][1], shapes[c][2]) : TJ_SHAPE(shapes[c][0], shapes[c][1]);
+            tj_tensor *in[3] = {normal_dt(dt, xs), normal_dt(dt, xs), normal_dt(dt, TJ_SHAPE(n))};
+            tj_compile_stats st;
+            snprintf(dir, sizeof dir, "/tmp/tj_check_jit_cols_%ld", (long)getpid());
+            compiled_equals_eager(cols_step, NULL, 3, in, 2, what, dir, &st);
+            char *fusion = take_fusion_dump(dir);
+            int absorbed = 0;
+            for (const char *p = fusion; (p = strstr(p, "; also the block values of")); p++) absorbed++;
+            ck_assert_msg(absorbed == (K <= 4096 ? 2 : 0) && st.kernels == (K <= 4096 ? 3 : 4), "%s: %d reductions in the loop, %d kernels\n%s",
+                          what, absorbed, st.kernels, fusion);
+            free(fusion);
+            same_bits_any_threads(cols_step, 3, in, 2, what);
+            tj_scope_end();
+        }
+    cols_naxes = 1;
+}
+END_TEST
+
 /* Check mode agrees with loops through views: a view of a value kept in registers has no
  * value to compare, one of a stored value shares it. */
 /* The DOT dump draws a view whose value stays in a loop's registers inside that loop's
@@ -1347,6 +1400,7 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_compiled_loops_split_over_threads);
     tcase_add_test(fn, test_loop_computes_full_reduction);
     tcase_add_test(fn, test_loop_computes_row_reductions);
+    tcase_add_test(fn, test_loop_computes_column_reductions);
     suite_add_tcase(s, fn);
     TCase *views = tcase_create("fuse_views");
     tcase_add_checked_fixture(views, setup, teardown);
