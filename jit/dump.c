@@ -786,11 +786,10 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             sb_printf(b, "m %lld, n %lld, k %lld, %lld batch%s; %s", (long long)m, (long long)n, (long long)kk2,
                       (long long)(nd->numel / (m * n)), nd->numel / (m * n) == 1 ? "" : "es",
                       nd->dtype == TJ_F64 ? "tj_blas_dgemm" : "tj_blas_sgemm");
-            if (k->nops > 1) {
-                int64_t pm, pn;
-                tj_blas_pieces(m, n, &pm, &pn);
-                sb_printf(b, " in %lld piece%s of %lld x %lld", (long long)k->range, plural(k->range), (long long)pm,
-                          (long long)pn);
+            if (k->nops > 1) {     /* pieces per batch (k->range counts those of all batches) */
+                int64_t pm, pn, np = tj_blas_pieces(m, n, &pm, &pn);
+                sb_printf(b, " in %lld piece%s of %lld x %lld%s", (long long)np, plural(np), (long long)pm, (long long)pn,
+                          nd->numel / (m * n) == 1 ? "" : " per batch");
                 sb_epilogue(b, g, k, "piece");
             }
             break;

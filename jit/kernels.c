@@ -1,7 +1,7 @@
 /* kernels.c: how each live node becomes a kernel: a view (no code), an elementwise vector
  * loop, an inline reduction, an inline small matmul (reading transposes in place; the
- * elementwise ops after it are its epilogue), a direct BLAS call (of one batch: with its
- * epilogue on each of its pieces) or a call of the op's eager kernel, and the loop nest of
+ * elementwise ops after it are its epilogue), a direct BLAS call (with its epilogue on
+ * each piece of each batch) or a call of the op's eager kernel, and the loop nest of
  * elementwise kernels (one flat dimension for a loop through reshapes, whose ops read views
  * of its values in registers). One place, used by the lowering (lower.c) and the dumps
  * (dump.c); plain C, no LLVM. */
@@ -275,13 +275,6 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
     return rows_fit(&e, row_length(f, nout, K));
 }
 
-/* A matmul of one batch: a BLAS call that may have an epilogue (the elementwise ops after
- * it, run on each of its pieces). */
-static bool one_batch(const tj_gnode *nd) {
-    int r = nd->shape.ndim;
-    return nd->numel == nd->shape.dim[r - 2] * nd->shape.dim[r - 1];
-}
-
 /* Whether the open loop stays open past view i. A view of a value the loop does not
  * compute is read from its buffer like any outside value. The ops after a view of a loop
  * value read it in registers: element for element when the view has the loop's shape or
@@ -299,8 +292,9 @@ static bool view_passes(const tj_graph *g, const tj_kernel *open, int i, const c
 
 /* The kernels in order: fused runs of elementwise ops (also through views: view_passes),
  * every other kernel node alone. A loop that computes a reduction stays open past it: the
- * reduction's kernel, which only combines block values, runs after the whole loop. The run of elementwise ops of its
- * shape right after a small matmul is its epilogue: ops[1..] of the matmul's kernel.
+ * reduction's kernel, which only combines block values, runs after the whole loop. The run
+ * of elementwise ops of its shape right after a matmul (small, or a BLAS call, batched or
+ * not) is its epilogue: ops[1..] of the matmul's kernel.
  * ends: why a loop or an epilogue ends (a matmul without one has no reason). */
 static int group(const tj_graph *g, const bool *live, const bool *folded, tj_kernel *ks) {
     int nk = 0;
@@ -335,7 +329,7 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
             open->reduced[open->nreduced++] = i;
             k->from_loop = (int)(open - ks);
         } else {
-            open = loop || kind == TJ_KERNEL_SMALL_MATMUL || (kind == TJ_KERNEL_BLAS && one_batch(nd)) ? k : NULL;
+            open = loop || kind == TJ_KERNEL_SMALL_MATMUL || kind == TJ_KERNEL_BLAS ? k : NULL;
         }
     }
     return nk;
@@ -390,16 +384,16 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
 
 /* the range a loop splits over: its outermost folded dim; pieces of >= 16384 elements. A
  * loop that reduces: the blocks of its rows, row by row, or pieces of its columns
- * (tj_kernel_loop_reduce). A BLAS call
- * with an epilogue: its product's pieces (tj_blas_pieces), one at a time. */
+ * (tj_kernel_loop_reduce). A BLAS call with an epilogue: the pieces (tj_blas_pieces) of
+ * each batch's product, batch after batch (range nbatch * npieces), one at a time. */
 static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
         const tj_gnode *nd = &g->nodes[ks[k].node];
         ks[k].range = 1;
         ks[k].grain = 1;
         if (tj_kernel_kind_of(g, nd) == TJ_KERNEL_BLAS && ks[k].nops > 1) {
-            int64_t pm, pn;
-            ks[k].range = tj_blas_pieces(nd->shape.dim[nd->shape.ndim - 2], nd->shape.dim[nd->shape.ndim - 1], &pm, &pn);
+            int64_t m = nd->shape.dim[nd->shape.ndim - 2], n = nd->shape.dim[nd->shape.ndim - 1], pm, pn;
+            ks[k].range = nd->numel / (m * n) * tj_blas_pieces(m, n, &pm, &pn);   /* m, n > 0: matmul_direct */
         }
         if (tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP || nd->numel == 0) continue;
         int64_t nout, K;
@@ -463,8 +457,8 @@ free_ks:
 }
 
 /* f32/f64 matmul whose batch dims match (or are absent): one tj_blas_?gemm call per batch,
- * the routine eager's kernel calls (defined in the JIT by address, function.c). Other
- * shapes call the kernel. */
+ * the routine eager's kernel calls (defined in the JIT by address, compile.c), or with an
+ * epilogue each batch's pieces (tj_blas_?gemm_piece). Other shapes call the kernel. */
 static bool matmul_direct(const tj_graph *g, const tj_gnode *nd) {
     if (nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
     const tj_shape *a = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape, *b = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;

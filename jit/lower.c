@@ -482,9 +482,10 @@ static void lower_matmul(lctx *c, int id) {
     }
 }
 
-/* A small matmul's epilogue (ops[1..] of its kernel) on a tile row y[t; i, j .. j + w)
- * (lower_matmul.h): its other inputs' elements there, by their strides along the output's
- * dims (batch..., m, n), then the ops as a loop computes them. */
+/* A matmul's epilogue (ops[1..] of its kernel) on a row y[t; i, j .. j + w) of a small
+ * matmul's tile (lower_matmul.h) or of a BLAS piece: its other inputs' elements there, by
+ * their strides along the output's dims (batch..., m, n), then the ops as a loop computes
+ * them, storing stored values at the flat index at. */
 typedef struct epilogue {
     lctx *c;
     const tj_kernel *k;
@@ -530,15 +531,18 @@ static void lower_small_matmul(lctx *c, const tj_kernel *k, const bool *stored) 
                           stored[k->node] ? buf_ptr(c, k->node) : NULL, k->nops > 1 ? &hook : NULL);
 }
 
-/* A BLAS call of one batch with its epilogue: for each piece in [lo, hi) (tj_blas_pieces),
- * the piece's product by the routine eager's pieces run (tj_blas_?gemm_piece), then the
- * epilogue on the piece's rows while they are in cache: vectors of c->lanes f32 (half as
- * many f64) along each row, then single elements. */
+/* A BLAS call with its epilogue: for each p in [lo, hi), piece t = p % npieces
+ * (tj_blas_pieces) of batch bi = p / npieces, the piece's product by the routine eager's
+ * call for that batch runs (tj_blas_?gemm_piece on A, B, C at the batch: bi*m*k, bi*k*n,
+ * bi*m*n, as eager's kernel passes them), then the epilogue on the piece's rows while they
+ * are in cache: vectors of c->lanes f32 (half as many f64) along each row, then single
+ * elements. The epilogue's batch indices t[] are bi over the output's batch dims, row-major,
+ * and its flat index at counts from the output's start, as a small matmul's does. */
 static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_gnode *nd = &c->g->nodes[k->node];
     int r = nd->shape.ndim, a = tj_graph_resolve(c->g, nd->in[0]);
     int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk = c->g->nodes[a].shape.dim[r - 1], pm, pn;
-    tj_blas_pieces(m, n, &pm, &pn);
+    int64_t npieces = tj_blas_pieces(m, n, &pm, &pn);
     bool f32 = nd->dtype == TJ_F32;
     LLVMTypeRef et = f32 ? c->f32 : c->f64;
     int w = f32 ? c->lanes : c->lanes / 2;
@@ -554,13 +558,24 @@ static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored)
     tj_kernel_loop_inputs(c->g, k, &ep.e);
     for (int q = 0; q < ep.e.nin; q++) ep.base[q] = buf_ptr(c, ep.e.in[q]);
     for (int o = 1; o < k->nops; o++) ep.outb[o] = stored[k->ops[o]] ? buf_ptr(c, k->ops[o]) : NULL;
-    LLVMValueRef t0[TJ_MAX_DIMS];                 /* the batch indices: one batch */
-    for (int d = 0; d < TJ_MAX_DIMS; d++) t0[d] = cint(c, 0);
     loop pl = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "piece");
-    LLVMValueRef av[7] = {cint(c, m), cint(c, n), cint(c, kk), A, B, C, pl.iv};
+    LLVMValueRef bi = LLVMBuildSDiv(c->b, pl.iv, cint(c, npieces), "batch");
+    LLVMValueRef t = LLVMBuildSRem(c->b, pl.iv, cint(c, npieces), "");
+    LLVMValueRef bt[TJ_MAX_DIMS];                 /* bi row-major over dims 0 .. r-3 */
+    int64_t inner = 1;
+    for (int d = r - 3; d >= 0; d--) {
+        bt[d] = nd->shape.dim[d] == 1 ? cint(c, 0)
+              : LLVMBuildSRem(c->b, LLVMBuildSDiv(c->b, bi, cint(c, inner), ""), cint(c, nd->shape.dim[d]), "");
+        inner *= nd->shape.dim[d];
+    }
+    LLVMValueRef Ab = gep(c, et, A, LLVMBuildMul(c->b, bi, cint(c, m * kk), ""));
+    LLVMValueRef Bb = gep(c, et, B, LLVMBuildMul(c->b, bi, cint(c, kk * n), ""));
+    LLVMValueRef oc = LLVMBuildMul(c->b, bi, cint(c, m * n), "");   /* the batch's offset in C */
+    LLVMValueRef Cb = gep(c, et, C, oc);
+    LLVMValueRef av[7] = {cint(c, m), cint(c, n), cint(c, kk), Ab, Bb, Cb, t};
     LLVMBuildCall2(c->b, fty, fn, av, 7, "");
     bool rows = pm < m;                           /* else the piece is columns */
-    LLVMValueRef lo = LLVMBuildMul(c->b, pl.iv, cint(c, rows ? pm : pn), ""), dim = cint(c, rows ? m : n);
+    LLVMValueRef lo = LLVMBuildMul(c->b, t, cint(c, rows ? pm : pn), ""), dim = cint(c, rows ? m : n);
     LLVMValueRef end = LLVMBuildAdd(c->b, lo, cint(c, rows ? pm : pn), "");
     end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, end, dim, ""), end, dim, "");
     LLVMValueRef i0 = rows ? lo : cint(c, 0), i1 = rows ? end : cint(c, m);
@@ -568,14 +583,14 @@ static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored)
     LLVMValueRef nvec = LLVMBuildSDiv(c->b, LLVMBuildSub(c->b, j1, j0, ""), cint(c, w), "");
     LLVMValueRef jtail = LLVMBuildAdd(c->b, j0, LLVMBuildMul(c->b, nvec, cint(c, w), ""), "");
     loop li = loop_begin(c, i0, i1, "row");
-    LLVMValueRef row = LLVMBuildMul(c->b, li.iv, cint(c, n), "");
+    LLVMValueRef row = LLVMBuildAdd(c->b, oc, LLVMBuildMul(c->b, li.iv, cint(c, n), ""), "");
     for (int tail = 0; tail < 2; tail++) {        /* vectors, then single elements */
         int ww = tail ? 1 : w;
         loop lj = loop_begin(c, tail ? jtail : cint(c, 0), tail ? j1 : nvec, tail ? "col" : "vec");
         LLVMValueRef j = tail ? lj.iv : LLVMBuildAdd(c->b, j0, LLVMBuildMul(c->b, lj.iv, cint(c, w), ""), "");
         LLVMValueRef at = LLVMBuildAdd(c->b, row, j, "");
         LLVMValueRef y = load(c, ww > 1 ? LLVMVectorType(et, (unsigned)ww) : et, gep(c, et, C, at), align);
-        epilogue_row(&ep, t0, li.iv, j, at, ww, y);
+        epilogue_row(&ep, bt, li.iv, j, at, ww, y);
         loop_end(c, &lj, cint(c, 1));
     }
     loop_end(c, &li, cint(c, 1));

@@ -18,8 +18,10 @@ typedef void (*tj_step_fn)(void **bufs, void **calls);
 #define TJ_GROUP_MAX 24      /* ops in one fused loop */
 #define TJ_GROUP_MAX_IN 24   /* values a fused loop reads from outside */
 #define TJ_LOOP_REDUCE_MAX 4 /* reductions a fused loop computes */
-/* A kernel computes rows [lo, hi) of its outermost loop dimension (loops; other kernels
- * ignore the range); range is that dimension's extent, grain the rows per parallel piece. */
+/* A kernel computes rows [lo, hi) of its outermost loop dimension (loops), or pieces
+ * [lo, hi) (a BLAS call with an epilogue: p = batch * npieces + piece; a loop that reduces:
+ * tj_kernel.reduced); other kernels ignore the range. range is that dimension's extent or
+ * the number of pieces, grain the rows or pieces per parallel piece. */
 typedef void (*tj_kernel_fn)(void **bufs, void **calls, int64_t lo, int64_t hi);
 
 typedef struct tj_kernel {
@@ -27,7 +29,7 @@ typedef struct tj_kernel {
     int64_t range, grain;
     /* nodes it computes, in order: ops[0..nops); in a matmul's kernel ops[0] is the matmul
      * and ops[1..] its epilogue, elementwise ops of its shape applied to each output tile
-     * (small) or piece (BLAS) as it is computed */
+     * (small) or piece of each batch (BLAS) as it is computed */
     int nops;
     int ops[TJ_GROUP_MAX];
     /* Sums or maxes of a loop's values are computed in the loop, all of one form
@@ -67,12 +69,13 @@ tj_kernel_kind tj_kernel_kind_at(const tj_graph *g, const tj_kernel *k);
  * runs of consecutive elementwise nodes of one shape fuse into one loop, also through
  * views (reshape, stop_gradient) when the loop can run flat: all its nodes of one numel
  * and every value it reads from outside of that numel or a scalar; a loop may absorb
- * reductions of its values that follow (tj_kernel.reduced, tj_kernel_reduce_form); such a run right after
- * a small matmul or a BLAS call of one batch, of the matmul's shape, is the matmul's
- * epilogue (in its kernel; a BLAS call's range is then its pieces, tj_blas_pieces); a
- * transpose read only by small matmuls (which read its input in place) has no kernel;
- * every other node is a kernel of its own. stored[i]: node i's value is written to its
- * buffer (a fused value used only inside its kernel, or such a transpose, is not). 0 or OOM. */
+ * reductions of its values that follow (tj_kernel.reduced, tj_kernel_reduce_form); such a
+ * run right after a small matmul or a BLAS call (batched or not), of the matmul's shape, is
+ * the matmul's epilogue (in its kernel; a BLAS call's range is then its batches times its
+ * pieces, tj_blas_pieces); a transpose read only by small matmuls (which read its input in place)
+ * has no kernel; every other node is a kernel of its own. stored[i]: node i's value is
+ * written to its buffer (a fused value used only inside its kernel, or such a transpose,
+ * is not). 0 or OOM. */
 int  tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n, bool *stored);
 
 /* The loop nest of a fused loop: its shape with size-1 dims dropped and contiguous dims

@@ -227,10 +227,12 @@ static tj_tensor *normal_dt(tj_dtype dt, tj_shape s) {
     return dt == TJ_F64 ? tj_cast(x, TJ_F64) : x;
 }
 
-/* shape (batch..., r, c) for batch variant v: none, (3), (2, 1) */
+/* shape (batch..., r, c) for batch variant v: none; (3); (2, 1) for the first operand and
+ * (3) for the second (broadcast to (2, 3)); (2, 3) */
 static tj_shape mat_shape(int v, bool second, int64_t r, int64_t c) {
     if (v == 1) return TJ_SHAPE(3, r, c);
     if (v == 2) return second ? TJ_SHAPE(3, r, c) : TJ_SHAPE(2, 1, r, c);
+    if (v == 3) return TJ_SHAPE(2, 3, r, c);
     return TJ_SHAPE(r, c);
 }
 
@@ -354,11 +356,14 @@ static void epi_compare(const epi_job *j, tj_tensor *const *in, const char *what
     compiled_equals_eager(epi_step, (void *)j, 5, in, epi_nout[j->variant], what, NULL, st);
 }
 
-/* epi_step's inputs for the product of sizes m n k (with bv batch dims: 0, (3,), (2, 3)). */
-static void epi_inputs(const epi_job *j, tj_dtype dt, int bv, const int64_t *mnk, tj_tensor **in) {
+/* epi_step's inputs for the product of sizes m n k with output batch dims bv: none, (3,),
+ * (2, 3); for (2, 3) the operands' batch dims are (2, 1) and (3) (broadcast), or with
+ * `same` both (2, 3) (a BLAS call takes only those). */
+static void epi_inputs(const epi_job *j, tj_dtype dt, int bv, bool same, const int64_t *mnk, tj_tensor **in) {
     int64_t m = mnk[0], n = mnk[1], k = mnk[2];
-    in[0] = normal_dt(dt, j->ta ? mat_shape(bv, false, k, m) : mat_shape(bv, false, m, k));
-    in[1] = normal_dt(dt, j->tb ? mat_shape(bv, true, n, k) : mat_shape(bv, true, k, n));
+    int v = same && bv == 2 ? 3 : bv;
+    in[0] = normal_dt(dt, j->ta ? mat_shape(v, false, k, m) : mat_shape(v, false, m, k));
+    in[1] = normal_dt(dt, j->tb ? mat_shape(v, true, n, k) : mat_shape(v, true, k, n));
     in[2] = normal_dt(dt, TJ_SHAPE(n));
     in[3] = normal_dt(dt, bv == 0 ? TJ_SHAPE(m, n) : bv == 1 ? TJ_SHAPE(3, m, n) : TJ_SHAPE(2, 3, m, n));
     in[4] = normal_dt(dt, TJ_SHAPE(m, 1));
@@ -366,8 +371,9 @@ static void epi_inputs(const epi_job *j, tj_dtype dt, int bv, const int64_t *mnk
 
 /* Variant v over sizes[0..ns), f32 and f64, transposes t = 0, tstep, ... < 4, batch dims
  * bv < nbv, on 1 to `threads` threads: compiled == eager bit for bit. The epilogue is in
- * the matmul's kernel: one kernel but for variant 3 (the sum, and the mul reading it), plus
- * the transposes a BLAS call does not read in place; batched BLAS calls have no epilogue. */
+ * the matmul's kernel, batched or not: one kernel but for variant 3 (the sum, and the mul
+ * reading it), plus the transposes a BLAS call does not read in place. A BLAS call's
+ * operands have the output's batch dims (epi_inputs' `same`). */
 static void epi_sweep(int v, const int64_t (*sizes)[3], size_t ns, int tstep, int nbv, int threads, bool blas) {
     for (size_t c = 0; c < ns; c++)
         for (int d = 0; d < 2; d++)
@@ -381,13 +387,13 @@ static void epi_sweep(int v, const int64_t (*sizes)[3], size_t ns, int tstep, in
                     tj_scope_begin();
                     tj_seed(c * 131 + (uint64_t)(d * 16 + t * 4 + bv));
                     tj_tensor *in[5];
-                    epi_inputs(&j, dt, bv, sizes[c], in);
+                    epi_inputs(&j, dt, bv, blas, sizes[c], in);
                     for (int th = 1; th <= threads; th++) {
                         ck_assert_int_eq(tj_set_threads(th), 0);
                         tj_compile_stats st;
                         epi_compare(&j, in, what, &st);
                         int want = (v == 3 ? 3 : 1) + (blas ? j.ta + j.tb : 0);
-                        if (!blas || bv == 0) ck_assert_msg(st.kernels == want, "%s: %d kernels", what, st.kernels);
+                        ck_assert_msg(st.kernels == want, "%s: %d kernels", what, st.kernels);
                     }
                     ck_assert_int_eq(tj_set_threads(1), 0);
                     tj_scope_end();
@@ -472,10 +478,51 @@ START_TEST(test_matmul_epilogue_writes_state) {
 END_TEST
 
 /* The epilogue of a BLAS call runs on each of its pieces: products cut into rows, into
- * columns (equal pieces and a shorter last one) or not at all, on 1 and 2 threads. */
+ * columns (equal pieces and a shorter last one) or not at all, of one batch, of (3) and of
+ * (2, 3), on 1 and 2 threads. */
 START_TEST(test_blas_epilogue_compiled_equals_eager) {
     static const int64_t sizes[][3] = {{600, 40, 70}, {128, 600, 30}, {40, 1100, 20}, {64, 64, 64}, {513, 7, 9}};
-    epi_sweep(_i, sizes, sizeof sizes / sizeof sizes[0], 3, 2, 2, true);
+    epi_sweep(_i, sizes, sizeof sizes / sizeof sizes[0], 3, 3, 2, true);
+}
+END_TEST
+
+/* y = relu(x @ w + bias) * c with batches: bias (3, 1, n) differs per batch along the last
+ * batch dim (only the batch indices find its row), c (m, n) is the same for every batch.
+ * Outputs y and h = x @ w + bias (stored by the epilogue at its flat index). */
+static int batched_epi_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in; (void)n_out;
+    tj_tensor *h = tj_add(tj_matmul(in[0], in[1]), in[2]);
+    out[0] = tj_mul(tj_relu(h), in[3]);
+    out[1] = h;
+    return out[0] ? 0 : tj_error_code();
+}
+
+/* A batched BLAS matmul takes the elementwise ops after it as its epilogue: one kernel,
+ * eager's bits on 1 and 2 threads, batch dims (3) and (2, 3), pieces of rows, of columns
+ * or one per batch. */
+START_TEST(test_blas_batched_epilogue) {
+    static const int64_t sizes[][3] = {{600, 40, 20}, {40, 600, 20}, {64, 48, 40}};   /* m, n, k */
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++)
+        for (int d = 0; d < 2; d++)
+            for (int bv = 1; bv <= 3; bv += 2) {
+                int64_t m = sizes[c][0], n = sizes[c][1], k = sizes[c][2];
+                tj_dtype dt = d ? TJ_F64 : TJ_F32;
+                char what[96];
+                snprintf(what, sizeof what, "batched BLAS epilogue %s (%lld,%lld,%lld) batches %d", tj_dtype_name(dt),
+                         (long long)m, (long long)n, (long long)k, bv);
+                tj_scope_begin();
+                tj_seed(c * 17 + (uint64_t)(d * 4 + bv));
+                tj_tensor *in[4] = {normal_dt(dt, mat_shape(bv, false, m, k)), normal_dt(dt, mat_shape(bv, false, k, n)),
+                                    normal_dt(dt, TJ_SHAPE(3, 1, n)), normal_dt(dt, TJ_SHAPE(m, n))};
+                for (int th = 1; th <= 2; th++) {
+                    ck_assert_int_eq(tj_set_threads(th), 0);
+                    tj_compile_stats st;
+                    compiled_equals_eager(batched_epi_step, NULL, 4, in, 2, what, NULL, &st);
+                    ck_assert_msg(st.kernels == 1, "%s: %d kernels", what, st.kernels);
+                }
+                ck_assert_int_eq(tj_set_threads(1), 0);
+                tj_scope_end();
+            }
 }
 END_TEST
 
@@ -1378,6 +1425,7 @@ Suite *jit_suite(void) {
     tcase_add_test(mm, test_small_matmul_epilogue_stores_only_what_is_read);
     tcase_add_test(mm, test_matmul_epilogue_writes_state);
     tcase_add_loop_test(mm, test_blas_epilogue_compiled_equals_eager, 0, 5);
+    tcase_add_test(mm, test_blas_batched_epilogue);
     suite_add_tcase(s, mm);
     TCase *steps = tcase_create("steps");
     tcase_add_checked_fixture(steps, setup, teardown);
