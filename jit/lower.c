@@ -27,6 +27,7 @@ typedef struct lctx {
     LLVMValueRef call_fn;
     LLVMTypeRef call_ty;
     int lanes;            /* f32 lanes of a vector */
+    LLVMValueRef mask;    /* the lanes a loop's vector loads and stores touch (NULL: all) */
 } lctx;
 
 static LLVMTypeRef elem_type(const lctx *c, tj_dtype dt) {
@@ -188,6 +189,33 @@ static void store(lctx *c, LLVMValueRef v, LLVMValueRef p, unsigned align) {
     LLVMSetAlignment(LLVMBuildStore(c->b, v, p), align);
 }
 
+/* llvm.masked.load / llvm.masked.store of vector type vt under c->mask */
+static LLVMValueRef masked_intrinsic(lctx *c, const char *name, LLVMTypeRef vt, LLVMTypeRef *fty) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef over[2] = {vt, c->ptr};
+    *fty = LLVMIntrinsicGetType(c->ctx, id, over, 2);
+    return LLVMGetIntrinsicDeclaration(c->mod, id, over, 2);
+}
+
+/* A loop's load or store of an element or a vector: a vector only in the lanes of c->mask
+ * when one is set (a masked load gives +0 in the others; nothing reads past the lanes). */
+static LLVMValueRef vload(lctx *c, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
+    if (!c->mask || LLVMGetTypeKind(t) != LLVMVectorTypeKind) return load(c, t, p, align);
+    LLVMTypeRef fty;
+    LLVMValueRef f = masked_intrinsic(c, "llvm.masked.load", t, &fty);
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, align, 0), c->mask, LLVMConstNull(t)};
+    return LLVMBuildCall2(c->b, fty, f, args, 4, "");
+}
+
+static void vstore(lctx *c, LLVMValueRef v, LLVMValueRef p, unsigned align) {
+    if (!c->mask || LLVMGetTypeKind(LLVMTypeOf(v)) != LLVMVectorTypeKind) { store(c, v, p, align); return; }
+    LLVMTypeRef fty;
+    LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", LLVMTypeOf(v), &fty);
+    LLVMValueRef args[4] = {v, p, LLVMConstInt(c->i32, align, 0), c->mask};
+    LLVMBuildCall2(c->b, fty, f, args, 4, "");
+}
+
+
 /* What a fused loop reads and writes (one elementwise op or a run of them, one shape). */
 typedef struct loopio {
     tj_loop_dims e;
@@ -224,6 +252,29 @@ static LLVMValueRef splat_value(lctx *c, LLVMValueRef s, int w) {
                                   LLVMConstNull(LLVMVectorType(c->i32, (unsigned)w)), "");
 }
 
+/* The mask of the first n (0 < n < w, an i64 value) of w lanes. */
+static LLVMValueRef first_lanes(lctx *c, LLVMValueRef n, int w) {
+    LLVMValueRef idx[64];
+    for (int l = 0; l < w; l++) idx[l] = LLVMConstInt(c->i32, (unsigned long long)l, 0);
+    LLVMValueRef n32 = splat_value(c, LLVMBuildTrunc(c->b, n, c->i32, ""), w);
+    return LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(idx, (unsigned)w), n32, "");
+}
+
+/* if (cond) { ... }: positions the builder in the then-block; returns the block after it,
+ * for if_end. */
+static LLVMBasicBlockRef if_begin(lctx *c, LLVMValueRef cond, const char *name) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
+    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "after");
+    LLVMBuildCondBr(c->b, cond, then, after);
+    LLVMPositionBuilderAtEnd(c->b, then);
+    return after;
+}
+
+static void if_end(lctx *c, LLVMBasicBlockRef after) {
+    LLVMBuildBr(c->b, after);
+    LLVMPositionBuilderAtEnd(c->b, after);
+}
+
 /* At a row's start: each input's pointer, and the one value of an input broadcast along it. */
 static void row_start(lctx *c, loopio *io) {
     int nd = io->e.nd;
@@ -256,7 +307,7 @@ static void op_values(lctx *c, const tj_kernel *k, int from, const tj_loop_dims 
         }
         LLVMTypeRef et = elem_type(c, n->dtype);
         val[m] = node_value(c, n, in_dt, n->dtype == TJ_I32, x, w > 1 ? LLVMVectorType(et, (unsigned)w) : et);
-        if (outb[m]) store(c, val[m], gep(c, et, outb[m], at), (unsigned)tj_dtype_size(n->dtype));
+        if (outb[m]) vstore(c, val[m], gep(c, et, outb[m], at), (unsigned)tj_dtype_size(n->dtype));
     }
 }
 
@@ -266,7 +317,7 @@ static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef
     int nd = io->e.nd;
     LLVMValueRef in_val[TJ_GROUP_MAX_IN], row_out[TJ_GROUP_MAX];
     for (int j = 0; j < io->e.nin; j++)
-        in_val[j] = io->e.st[j][nd - 1] ? load(c, vec ? io->kvt[j] : io->ket[j], gep(c, io->ket[j], io->rowp[j], iv), io->kesz[j])
+        in_val[j] = io->e.st[j][nd - 1] ? vload(c, vec ? io->kvt[j] : io->ket[j], gep(c, io->ket[j], io->rowp[j], iv), io->kesz[j])
                                         : vec ? io->splat[j] : io->scalar[j];
     for (int m = 0; m < k->nops; m++)
         row_out[m] = io->outb[m] ? gep(c, elem_type(c, c->g->nodes[k->ops[m]].dtype), io->outb[m], io->oofs) : NULL;
@@ -276,15 +327,24 @@ static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef
 /* A fused loop: outer dims as scalar loops (the outermost over [lo, hi), a piece of the
  * work), the innermost as vectors + a scalar tail. Values used only in the loop stay in
  * registers, the others are stored (stored[]). */
+/* The lanes of loop k's vectors: the machine's f32 lanes, half as many if it computes or
+ * reads any f64 (at least one). */
+static int loop_lanes(const lctx *c, const tj_kernel *k) {
+    const tj_graph *g = c->g;
+    tj_loop_dims e;
+    tj_kernel_loop_dims(g, k, &e);
+    bool wide = false;
+    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
+    for (int j = 0; j < e.nin; j++) wide = wide || g->nodes[e.in[j]].dtype == TJ_F64;
+    int w = wide ? c->lanes / 2 : c->lanes;
+    return w > 0 ? w : 1;
+}
+
 static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     if (g->nodes[k->node].numel == 0) return;
-    bool wide = false;
     loopio io;
-    tj_kernel_loop_dims(g, k, &io.e);
-    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
-    for (int j = 0; j < io.e.nin; j++) wide = wide || g->nodes[io.e.in[j]].dtype == TJ_F64;
-    loop_io(c, k, stored, wide ? c->lanes / 2 : c->lanes, &io);
+    loop_io(c, k, stored, loop_lanes(c, k), &io);
     const tj_loop_dims *e = &io.e;
     int lanes = io.lanes;
     int64_t inner = e->dim[e->nd - 1];
@@ -304,12 +364,15 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     LLVMValueRef span = LLVMBuildSub(c->b, to, from, "");
     LLVMValueRef vec_end = LLVMBuildSub(c->b, to, LLVMBuildSRem(c->b, span, cint(c, lanes), ""), "");
     LLVMValueRef val[TJ_GROUP_MAX];
-    for (int pass = 0; pass < 2; pass++) {         /* 0: vectors, 1: the scalar tail */
-        bool vec = pass == 0;
-        loop l = loop_begin(c, vec ? from : vec_end, vec ? vec_end : to, vec ? "vec" : "tail");
-        elements(c, k, &io, l.iv, vec, val);
-        loop_end(c, &l, cint(c, vec ? lanes : 1));
-    }
+    loop l = loop_begin(c, from, vec_end, "vec");
+    elements(c, k, &io, l.iv, true, val);
+    loop_end(c, &l, cint(c, lanes));
+    LLVMValueRef rest = LLVMBuildSub(c->b, to, vec_end, "");      /* fewer than lanes: one masked vector */
+    LLVMBasicBlockRef after = if_begin(c, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), "tail");
+    c->mask = first_lanes(c, rest, lanes);
+    elements(c, k, &io, vec_end, true, val);
+    c->mask = NULL;
+    if_end(c, after);
     for (int d = e->nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
 }
 
@@ -351,6 +414,18 @@ static void row_at(lctx *c, loopio *io, LLVMValueRef row, int64_t len) {
     row_start(c, io);
 }
 
+/* Each reduction's accumulator (a <16 x T> slot, or the vector at[r] in it) combined with
+ * its value's vector in val; only in the lanes of mask when one is given (the others keep
+ * their values, so a block's last values go into their own lanes). */
+static void accumulate(lctx *c, const tj_kernel *k, const acc *a, const LLVMValueRef *val, const LLVMValueRef *at,
+                       LLVMValueRef mask) {
+    for (int r = 0; r < k->nreduced; r++) {
+        LLVMValueRef p = at ? at[r] : a[r].slot, v = load(c, LLVMTypeOf(val[a[r].in]), p, a[r].align);
+        LLVMValueRef x = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, v, val[a[r].in]);
+        store(c, mask ? LLVMBuildSelect(c->b, mask, x, v, "") : x, p, a[r].align);
+    }
+}
+
 static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     const int L = TJ_REDUCE_LANES;
@@ -370,24 +445,17 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
     LLVMValueRef vec_end = LLVMBuildSub(c->b, end, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, end, start, ""), cint(c, L), ""), "");
     for (int r = 0; r < k->nreduced; r++)
         store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), a[r].slot, a[r].align);
-    for (int pass = 0; pass < 2; pass++) {         /* 0: groups of 16, 1: the array's tail */
-        bool vec = pass == 0;
-        loop l = loop_begin(c, vec ? start : vec_end, vec ? vec_end : end, vec ? "vec" : "tail");
-        elements(c, k, &io, l.iv, vec, val);
-        LLVMValueRef lane = vec ? NULL : LLVMBuildTrunc(c->b, LLVMBuildSub(c->b, l.iv, vec_end, ""), c->i32, "");
-        for (int r = 0; r < k->nreduced; r++) {
-            LLVMValueRef v = load(c, a[r].vt, a[r].slot, a[r].align);
-            if (vec) {
-                v = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, v, val[a[r].in]);
-            } else {
-                LLVMValueRef x = LLVMBuildExtractElement(c->b, v, lane, "");
-                x = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, x, val[a[r].in]);
-                v = LLVMBuildInsertElement(c->b, v, x, lane, "");
-            }
-            store(c, v, a[r].slot, a[r].align);
-        }
-        loop_end(c, &l, cint(c, vec ? L : 1));
-    }
+    loop l = loop_begin(c, start, vec_end, "vec");   /* groups of 16 */
+    elements(c, k, &io, l.iv, true, val);
+    accumulate(c, k, a, val, NULL, NULL);
+    loop_end(c, &l, cint(c, L));
+    LLVMValueRef rest = LLVMBuildSub(c->b, end, vec_end, "");   /* fewer than 16 */
+    LLVMBasicBlockRef after = if_begin(c, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), "tail");
+    c->mask = first_lanes(c, rest, L);
+    elements(c, k, &io, vec_end, true, val);
+    accumulate(c, k, a, val, NULL, c->mask);
+    c->mask = NULL;
+    if_end(c, after);
     for (int r = 0; r < k->nreduced; r++) {
         LLVMValueRef v = tj_lower_reduce_tree(c->mod, c->b, a[r].is_max, a[r].red->dtype, load(c, a[r].vt, a[r].slot, a[r].align));
         store(c, v, gep(c, elem_type(c, a[r].red->dtype), a[r].scratch, blk.iv), a[r].align);
@@ -402,60 +470,60 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
  * stack), as math/reduce.h's column form does; then the fixed tree over the lanes leaves
  * each column's value in acc[0], which goes to the reduction's scratch. */
 _Static_assert(TJ_REDUCE_COLS_PIECE % TJ_REDUCE_LANES == 0, "a piece is whole vectors of 16");
-static LLVMTypeRef lanes_by_piece(LLVMTypeRef et, unsigned lanes) { return LLVMArrayType(et, lanes * TJ_REDUCE_COLS_PIECE); }
 
 static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
-    const int64_t P = TJ_REDUCE_COLS_PIECE, L = TJ_REDUCE_LANES;
+    const int64_t L = TJ_REDUCE_LANES;
     int64_t n, K;
     tj_kernel_loop_reduce(g, k, &n, &K);
-    bool wide = false;
-    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
+    int64_t P = n < TJ_REDUCE_COLS_PIECE ? (n + L - 1) / L * L : TJ_REDUCE_COLS_PIECE;   /* the columns a piece holds */
     loopio io;
-    loop_io(c, k, stored, wide ? c->lanes / 2 : c->lanes, &io);
-    int64_t w = io.lanes > 0 ? io.lanes : 1;
+    loop_io(c, k, stored, loop_lanes(c, k), &io);
+    int64_t w = io.lanes;
     acc a[TJ_LOOP_REDUCE_MAX];
-    accumulators(c, k, lanes_by_piece, TJ_REDUCE_LANES, a);
+    accumulators(c, k, LLVMArrayType, (unsigned)(L * P), a);
     LLVMValueRef val[TJ_GROUP_MAX];
     loop pc = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "piece");
-    LLVMValueRef j0 = LLVMBuildMul(c->b, pc.iv, cint(c, P), ""), j1 = LLVMBuildAdd(c->b, j0, cint(c, P), "");
+    LLVMValueRef j0 = LLVMBuildMul(c->b, pc.iv, cint(c, TJ_REDUCE_COLS_PIECE), ""), j1 = LLVMBuildAdd(c->b, j0, cint(c, P), "");
     j1 = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, j1, cint(c, n), ""), j1, cint(c, n), "");
     LLVMValueRef vec_end = LLVMBuildSub(c->b, j1, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, j1, j0, ""), cint(c, w), ""), "");
-    for (int r = 0; r < k->nreduced; r++)         /* every accumulator at the identity */
-        for (int64_t q = 0; q < L * P; q += L)
-            store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), gep(c, a[r].et, a[r].slot, cint(c, q)),
-                  a[r].align);
+    loop q = loop_begin(c, cint(c, 0), cint(c, L * P), "identity");   /* every accumulator at the identity */
+    for (int r = 0; r < k->nreduced; r++)
+        store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), gep(c, a[r].et, a[r].slot, q.iv), a[r].align);
+    loop_end(c, &q, cint(c, L));
     loop rk = loop_begin(c, cint(c, 0), cint(c, K), "row");
     row_at(c, &io, rk.iv, n);
     LLVMValueRef lane = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, rk.iv, cint(c, L), ""), cint(c, P), "");
-    for (int pass = 0; pass < 2; pass++) {         /* 0: vectors, 1: single columns */
-        bool vec = pass == 0;
-        loop l = loop_begin(c, vec ? j0 : vec_end, vec ? vec_end : j1, vec ? "vec" : "col");
-        elements(c, k, &io, l.iv, vec, val);
-        LLVMValueRef at = LLVMBuildAdd(c->b, lane, LLVMBuildSub(c->b, l.iv, j0, ""), "");
-        for (int r = 0; r < k->nreduced; r++) {
-            LLVMValueRef p = gep(c, a[r].et, a[r].slot, at);
-            LLVMValueRef v = load(c, vec ? LLVMVectorType(a[r].et, (unsigned)w) : a[r].et, p, a[r].align);
-            store(c, tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, v, val[a[r].in]), p, a[r].align);
-        }
-        loop_end(c, &l, cint(c, vec ? w : 1));
-    }
+    LLVMValueRef at[TJ_LOOP_REDUCE_MAX];
+    loop l = loop_begin(c, j0, vec_end, "vec");
+    elements(c, k, &io, l.iv, true, val);
+    for (int r = 0; r < k->nreduced; r++) at[r] = gep(c, a[r].et, a[r].slot, LLVMBuildAdd(c->b, lane, LLVMBuildSub(c->b, l.iv, j0, ""), ""));
+    accumulate(c, k, a, val, at, NULL);
+    loop_end(c, &l, cint(c, w));
+    LLVMValueRef rest = LLVMBuildSub(c->b, j1, vec_end, "");    /* fewer than w columns */
+    LLVMBasicBlockRef after = if_begin(c, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), "tail");
+    c->mask = first_lanes(c, rest, (int)w);
+    elements(c, k, &io, vec_end, true, val);
+    for (int r = 0; r < k->nreduced; r++) at[r] = gep(c, a[r].et, a[r].slot, LLVMBuildAdd(c->b, lane, LLVMBuildSub(c->b, vec_end, j0, ""), ""));
+    accumulate(c, k, a, val, at, c->mask);
+    c->mask = NULL;
+    if_end(c, after);
     loop_end(c, &rk, cint(c, 1));
-    for (int r = 0; r < k->nreduced; r++) {       /* the tree, on whole rows of accumulators */
+    loop t = loop_begin(c, cint(c, 0), cint(c, P), "tree");     /* the tree, 16 columns at a time */
+    for (int r = 0; r < k->nreduced; r++)
         for (int64_t h = L / 2; h >= 1; h /= 2)
-            for (int64_t ln = 0; ln < h; ln++)
-                for (int64_t q = 0; q < P; q += L) {
-                    LLVMValueRef pa = gep(c, a[r].et, a[r].slot, cint(c, ln * P + q));
-                    LLVMValueRef pb = gep(c, a[r].et, a[r].slot, cint(c, (ln + h) * P + q));
-                    LLVMValueRef x = tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype,
-                                                             load(c, a[r].vt, pa, a[r].align), load(c, a[r].vt, pb, a[r].align));
-                    store(c, x, pa, a[r].align);
-                }
-        loop oj = loop_begin(c, j0, j1, "out");
+            for (int64_t ln = 0; ln < h; ln++) {
+                LLVMValueRef pa = gep(c, a[r].et, a[r].slot, LLVMBuildAdd(c->b, t.iv, cint(c, ln * P), ""));
+                LLVMValueRef pb = gep(c, a[r].et, a[r].slot, LLVMBuildAdd(c->b, t.iv, cint(c, (ln + h) * P), ""));
+                store(c, tj_lower_reduce_combine(c->mod, c->b, a[r].is_max, a[r].red->dtype, load(c, a[r].vt, pa, a[r].align),
+                                                 load(c, a[r].vt, pb, a[r].align)), pa, a[r].align);
+            }
+    loop_end(c, &t, cint(c, L));
+    loop oj = loop_begin(c, j0, j1, "out");                       /* acc[0]: the columns' values */
+    for (int r = 0; r < k->nreduced; r++)
         store(c, load(c, a[r].et, gep(c, a[r].et, a[r].slot, LLVMBuildSub(c->b, oj.iv, j0, "")), a[r].align),
               gep(c, a[r].et, a[r].scratch, oj.iv), a[r].align);
-        loop_end(c, &oj, cint(c, 1));
-    }
+    loop_end(c, &oj, cint(c, 1));
     loop_end(c, &pc, cint(c, 1));
 }
 

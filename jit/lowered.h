@@ -97,7 +97,7 @@ void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e)
  * nout + j, ... (math/reduce.h's column form). A loop that computes COLS reductions runs
  * over pieces of TJ_REDUCE_COLS_PIECE columns, each piece all its K rows, in order. */
 typedef enum { TJ_REDUCE_NONE, TJ_REDUCE_ROWS, TJ_REDUCE_COLS } tj_reduce_form;
-#define TJ_REDUCE_COLS_PIECE 64
+#define TJ_REDUCE_COLS_PIECE 256
 tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K);
 /* The form of loop k's reductions, all of one form and size (NONE: it computes none). Its
  * loop nest is one dimension, or two with rows of K (ROWS) or nout (COLS) elements. */
