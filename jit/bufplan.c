@@ -145,7 +145,7 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
     for (int k = 0; k < nk; k++)
         for (int m = 0; m < low->kernel[k].nops; m++) {
             int id = low->kernel[k].ops[m];
-            first[id] = last[id] = k;
+            if (m >= low->kernel[k].nrecomputed) first[id] = last[id] = k;   /* else only read here */
             for (int q = 0; q < g->nodes[id].nin; q++) mark_read(g, live, low->stored, last, g->nodes[id].in[q], k);
         }
     for (int i = 0; i < g->nout; i++) mark_read(g, live, low->stored, last, g->outputs[i], nk);   /* copied out */

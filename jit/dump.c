@@ -536,14 +536,24 @@ static int64_t node_bytes(const tj_gnode *nd) { return nd->numel * (int64_t)tj_d
 /* The trace ids a kernel computes, in order (today one: issue 5 will fuse several). */
 static int count_stored(const tj_lowered *low, const tj_kernel *k) {
     int n = 0;
-    for (int m = 0; m < k->nops; m++) n += low->stored[k->ops[m]];
+    for (int m = k->nrecomputed; m < k->nops; m++) n += low->stored[k->ops[m]];
     return n;
 }
 
+/* its own ops (not those it computes again: sb_recomputed) */
 static int kernel_ops(const tj_kernel *k, int *ids, int max) {
-    int n = k->nops < max ? k->nops : max;
-    memcpy(ids, k->ops, sizeof(int) * (size_t)n);
+    int n = k->nops - k->nrecomputed < max ? k->nops - k->nrecomputed : max;
+    memcpy(ids, k->ops + k->nrecomputed, sizeof(int) * (size_t)n);
     return n;
+}
+
+/* "\n  again    %5 mul, %6 add of k3_mul_add, from its inputs (not stored there)" */
+static void sb_recomputed(sbuf *b, const tj_graph *g, const tj_lowered *low, const int *kmap, const tj_kernel *k) {
+    if (k->nrecomputed == 0) return;
+    sb_puts(b, "\n  again    ");
+    for (int m = 0; m < k->nrecomputed; m++)
+        sb_printf(b, m ? ", %%%d %s" : "%%%d %s", k->ops[m], tj_ops[g->nodes[k->ops[m]].op]->name);
+    sb_printf(b, " of %s, computed here again from its inputs: cheaper than storing and loading", low->kernel[kmap[k->ops[0]]].name);
 }
 
 /* "trace ids 12 (mul <- gradient of tanh, node 9)" */
@@ -742,6 +752,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         kk = tj_kernel_kind_at(g, k);
         sb_printf(b, "\nkernel %s  (%s)\n  ops      ", k->name, kind_name(kk));
         sb_kernel_ops(b, g, k);
+        sb_recomputed(b, g, low, kmap, k);
         if (kk == TJ_KERNEL_LOOP) sb_loop_views(b, g, live, k);
         sb_puts(b, "\n  space    ");
         const tj_gnode *x = nd->nin > 0 ? &g->nodes[tj_graph_resolve(g, nd->in[0])] : NULL;
@@ -851,7 +862,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         for (int m = 0; m < k->nops; m++) {
             int id = k->ops[m];
             fl += node_flops(g, &g->nodes[id]);
-            if (!low->stored[id]) continue;
+            if (m < k->nrecomputed || !low->stored[id]) continue;
             if (any) sb_puts(b, ", ");
             sb_io(b, g, id);
             wr += node_bytes(&g->nodes[id]);
@@ -864,9 +875,10 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         }
         if (!any) sb_puts(b, k->nreduced ? "block values only" : "(none)");
         if (k->from_loop >= 0) fl = nb;   /* block values only */
-        if (k->nops > 1) sb_printf(b, "  (%d of %d values stored; the rest stay in registers)", count_stored(low, k), k->nops);
+        if (k->nops - k->nrecomputed > 1 || k->nrecomputed)
+            sb_printf(b, "  (%d of %d values stored; the rest stay in registers)", count_stored(low, k), k->nops - k->nrecomputed);
         sb_puts(b, "\n");
-        for (int m = 0; m < k->nops; m++)
+        for (int m = k->nrecomputed; m < k->nops; m++)
             if (low->stored[k->ops[m]]) sb_users(b, g, &u, k->ops[m]);
         sb_printf(b, "  bytes    %lld (read %lld, write %lld)\n  flops    %lld\n", (long long)(rd + wr), (long long)rd,
                   (long long)wr, (long long)fl);

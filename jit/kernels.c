@@ -335,6 +335,128 @@ static int group(const tj_graph *g, const bool *live, const bool *folded, tj_ker
     return nk;
 }
 
+/* ---- a cheap value computed again instead of stored --------------------------------------- */
+
+/* Ops cheap enough to compute twice: no transcendental, square root or division. */
+static bool cheap(const tj_gnode *nd) {
+    switch (nd->op) {
+    case TJ_OP_ADD: case TJ_OP_SUB: case TJ_OP_MUL: case TJ_OP_NEG: case TJ_OP_MAXIMUM: case TJ_OP_MINIMUM:
+    case TJ_OP_RELU: case TJ_OP_ABS: case TJ_OP_GREATER: case TJ_OP_LESS: case TJ_OP_EQUAL: case TJ_OP_WHERE:
+    case TJ_OP_CAST:
+        return true;
+    case TJ_OP_DIV: case TJ_OP_POW: case TJ_OP_EXP: case TJ_OP_LOG: case TJ_OP_SQRT: case TJ_OP_TANH:
+    case TJ_OP_SIGMOID: case TJ_OP_MATMUL: case TJ_OP_SUM: case TJ_OP_MAX: case TJ_OP_ARGMAX: case TJ_OP_RESHAPE:
+    case TJ_OP_TRANSPOSE: case TJ_OP_BROADCAST: case TJ_OP_CONCAT: case TJ_OP_SLICE: case TJ_OP_GATHER:
+    case TJ_OP_SCATTER_ADD: case TJ_OP_RAND_UNIFORM: case TJ_OP_RAND_NORMAL: case TJ_OP_STOP_GRADIENT: case TJ_OP_COUNT:
+        break;
+    }
+    return false;
+}
+
+/* The ops of loop k1 that value x (an op of k1) is computed from, x included, in k1's
+ * order (into out): their count, or -1 if there are more than TJ_RECOMPUTE_MAX or one is
+ * not cheap. */
+static int cone(const tj_graph *g, const tj_kernel *k1, int x, int *out) {
+    bool in[TJ_GROUP_MAX] = {false};
+    int mx = member(k1, x), n = 0;
+    in[mx] = true;
+    for (int m = mx; m >= 0; m--) {
+        if (!in[m]) continue;
+        const tj_gnode *nd = &g->nodes[k1->ops[m]];
+        if (!cheap(nd)) return -1;
+        for (int q = 0; q < nd->nin; q++) {
+            int p = member(k1, tj_kernel_loop_read(g, k1, nd->in[q]));
+            if (p >= 0) in[p] = true;
+        }
+    }
+    for (int m = 0; m <= mx; m++) {
+        if (!in[m]) continue;
+        if (n == TJ_RECOMPUTE_MAX) return -1;
+        out[n++] = k1->ops[m];
+    }
+    return n;
+}
+
+/* x is read only by ops of k1 and k2 and by reductions k1 computes, none through a view,
+ * and is no output and no state write. */
+static bool read_only_by(const tj_graph *g, const bool *live, const tj_kernel *k1, const tj_kernel *k2, int x) {
+    for (int i = 0; i < g->nout; i++)
+        if (tj_graph_resolve(g, g->outputs[i]) == x) return false;
+    for (int i = 0; i < g->nwrites; i++)
+        if (tj_graph_resolve(g, g->writes[i].node) == x) return false;
+    for (int i = 0; i < g->n; i++) {
+        const tj_gnode *nd = &g->nodes[i];
+        if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
+        bool reads = false;
+        for (int q = 0; q < nd->nin; q++) reads = reads || tj_graph_resolve(g, nd->in[q]) == x;
+        if (!reads) continue;
+        bool reduced = false;
+        for (int r = 0; r < k1->nreduced; r++) reduced = reduced || k1->reduced[r] == i;
+        if (tj_lower_is_view(nd) || (member(k1, i) < 0 && member(k2, i) < 0 && !reduced)) return false;
+    }
+    return true;
+}
+
+/* Loop k2 (after loop k1) computes x, a value of k1 it reads, again from k1's inputs (the
+ * ops of its cone, before its own: k2->nrecomputed) when that is cheaper than k1 storing
+ * x and k2 loading it: a few cheap ops (cone), whose inputs k2 does not read yet (scalars
+ * aside) take no more bytes than x; x then needs no buffer (read_only_by), and k1 still has work of its
+ * own (an op outside the cone, or a reduction). k2 must be able to run them (joins' rules). */
+static bool try_recompute(const tj_graph *g, const bool *live, const tj_kernel *k1, tj_kernel *k2, int x) {
+    int c[TJ_RECOMPUTE_MAX], n = cone(g, k1, x, c);
+    const tj_gnode *nd = &g->nodes[k2->node];
+    if (n < 0 || k2->nops + n > TJ_GROUP_MAX || g->nodes[x].numel != nd->numel || !read_only_by(g, live, k1, k2, x))
+        return false;
+    bool work = k1->nreduced > 0;                  /* k1 keeps an op of its own outside the cone */
+    for (int m = k1->nrecomputed; m < k1->nops && !work; m++) {
+        work = true;
+        for (int j = 0; j < n; j++) work = work && c[j] != k1->ops[m];
+    }
+    if (!work) return false;
+    tj_loop_dims before, e;
+    tj_kernel_loop_dims(g, k2, &before);
+    tj_kernel t = *k2;
+    memcpy(t.ops + n, k2->ops, sizeof(int) * (size_t)k2->nops);
+    memcpy(t.ops, c, sizeof(int) * (size_t)n);
+    t.nops += n;
+    t.nrecomputed += n;
+    tj_kernel_loop_dims(g, &t, &e);
+    int64_t added = 0, nout, K;
+    for (int j = 0; j < e.nin; j++) {
+        bool had = false;
+        for (int q = 0; q < before.nin; q++) had = had || before.in[q] == e.in[j];
+        if (!had && g->nodes[e.in[j]].numel > 1)    /* a scalar is one load */
+            added += g->nodes[e.in[j]].numel * (int64_t)tj_dtype_size(g->nodes[e.in[j]].dtype);
+    }
+    tj_reduce_form f = tj_kernel_loop_reduce(g, &t, &nout, &K);
+    if (added > g->nodes[x].numel * (int64_t)tj_dtype_size(g->nodes[x].dtype) || e.nin > TJ_GROUP_MAX_IN ||
+        (tj_kernel_loop_flat(g, &t) && !flat_reads(g, &e, nd->numel)) || (f != TJ_REDUCE_NONE && !rows_fit(&e, row_length(f, nout, K))))
+        return false;
+    *k2 = t;
+    return true;
+}
+
+/* Each loop, in order, computes again the values of earlier loops it would read, while
+ * try_recompute finds that cheaper. */
+static void recompute(const tj_graph *g, const bool *live, tj_kernel *ks, int nk, int *kernel_of) {
+    for (int i = 0; i < g->n; i++) kernel_of[i] = -1;
+    for (int k = 0; k < nk; k++)
+        for (int m = ks[k].nrecomputed; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
+    for (int k = 0; k < nk; k++) {
+        if (tj_kernel_kind_at(g, &ks[k]) != TJ_KERNEL_LOOP) continue;
+        for (bool again = true; again;) {
+            again = false;
+            tj_loop_dims e;
+            tj_kernel_loop_dims(g, &ks[k], &e);
+            for (int j = 0; j < e.nin && !again; j++) {
+                int k1 = kernel_of[e.in[j]];
+                again = k1 >= 0 && k1 < k && tj_kernel_kind_at(g, &ks[k1]) == TJ_KERNEL_LOOP &&
+                        try_recompute(g, live, &ks[k1], &ks[k], e.in[j]);
+            }
+        }
+    }
+}
+
 static bool live_view(const tj_graph *g, const bool *live, int i) {
     return live[i] && tj_lower_is_view(&g->nodes[i]) && g->nodes[i].replaced_by < 0;
 }
@@ -342,7 +464,7 @@ static bool live_view(const tj_graph *g, const bool *live, int i) {
 /* outside[i]: node i is read outside its kernel (by another kernel, an output, a state
  * write or a folded transpose). A view belongs to the kernel of the value it shows, and a
  * view read outside makes that value read outside: it shares its buffer. */
-static void mark_outside(const tj_graph *g, const bool *live, int *kernel_of, bool *outside) {
+static void mark_outside(const tj_graph *g, const bool *live, const tj_kernel *ks, int *kernel_of, bool *outside) {
     for (int i = 0; i < g->n; i++)
         if (live_view(g, live, i)) kernel_of[i] = kernel_of[tj_kernel_view_source(g, i)];
     for (int i = 0; i < g->nout; i++) outside[tj_graph_resolve(g, g->outputs[i])] = true;
@@ -352,15 +474,16 @@ static void mark_outside(const tj_graph *g, const bool *live, int *kernel_of, bo
         if (!live[i] || nd->kind != TJ_N_OP || nd->replaced_by >= 0) continue;
         for (int q = 0; q < nd->nin; q++) {
             int x = tj_graph_resolve(g, nd->in[q]);
-            if (kernel_of[x] >= 0 && kernel_of[x] != kernel_of[i]) outside[x] = true;
+            bool computed_here = kernel_of[i] >= 0 && member(&ks[kernel_of[i]], tj_kernel_view_source(g, x)) >= 0;
+            if (kernel_of[x] >= 0 && kernel_of[x] != kernel_of[i] && !computed_here) outside[x] = true;   /* computed again */
         }
     }
     for (int i = g->n - 1; i >= 0; i--)          /* a view comes after what it shows */
         if (outside[i] && live_view(g, live, i)) outside[tj_graph_resolve(g, g->nodes[i].in[0])] = true;
 }
 
-/* stored: everything but fused values used only inside their loop, views of those, and
- * folded transposes */
+/* stored: everything but fused values used only inside their loop (or computed again by
+ * the loops that read them), views of those, and folded transposes */
 static void mark_stored(const tj_graph *g, const bool *live, const bool *folded, const tj_kernel *ks, int nk,
                         int *kernel_of, bool *outside, bool *stored) {
     for (int i = 0; i < g->n; i++) {
@@ -369,13 +492,13 @@ static void mark_stored(const tj_graph *g, const bool *live, const bool *folded,
         outside[i] = false;
     }
     for (int k = 0; k < nk; k++)
-        for (int m = 0; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
+        for (int m = ks[k].nrecomputed; m < ks[k].nops; m++) kernel_of[ks[k].ops[m]] = k;
     for (int k = 0; k < nk; k++)
         for (int r = 0; r < ks[k].nreduced; r++) kernel_of[ks[k].reduced[r]] = k;   /* reads its input there */
-    mark_outside(g, live, kernel_of, outside);
+    mark_outside(g, live, ks, kernel_of, outside);
     for (int k = 0; k < nk; k++)
         if (ks[k].nops > 1 || ks[k].nreduced > 0)
-            for (int m = 0; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
+            for (int m = ks[k].nrecomputed; m < ks[k].nops; m++) stored[ks[k].ops[m]] = outside[ks[k].ops[m]];
     for (int k = 0; k < nk; k++)             /* BLAS writes its product to memory */
         if (tj_kernel_kind_of(g, &g->nodes[ks[k].node]) == TJ_KERNEL_BLAS) stored[ks[k].node] = true;
     for (int i = 0; i < g->n; i++)
@@ -413,11 +536,11 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
     }
 }
 
-/* names: k<first>_<op>_<op>... (cut to fit) */
+/* names: k<first>_<op>_<op>... (its own ops, cut to fit) */
 static void name_kernels(const tj_graph *g, tj_kernel *ks, int nk) {
     for (int k = 0; k < nk; k++) {
         size_t len = (size_t)snprintf(ks[k].name, sizeof ks[k].name, "k%d", ks[k].node);
-        for (int m = 0; m < ks[k].nops && len < sizeof ks[k].name; m++)
+        for (int m = ks[k].nrecomputed; m < ks[k].nops && len < sizeof ks[k].name; m++)
             len += (size_t)snprintf(ks[k].name + len, sizeof ks[k].name - len, "_%s", tj_ops[g->nodes[ks[k].ops[m]].op]->name);
     }
 }
@@ -437,6 +560,7 @@ int tj_kernel_plan(const tj_graph *g, const bool *live, tj_kernel **out, int *n,
     if (!folded) goto free_outside;
     fold_transposes(g, live, folded);
     nk = group(g, live, folded, ks);
+    recompute(g, live, ks, nk, kernel_of);
     mark_stored(g, live, folded, ks, nk, kernel_of, outside, stored);
     split_ranges(g, ks, nk);
     name_kernels(g, ks, nk);

@@ -239,7 +239,7 @@ static void loop_io(lctx *c, const tj_kernel *k, const bool *stored, int lanes, 
         io->base[j] = buf_ptr(c, io->e.in[j]);
         io->off[j] = cint(c, 0);
     }
-    for (int m = 0; m < k->nops; m++) io->outb[m] = stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
+    for (int m = 0; m < k->nops; m++) io->outb[m] = m >= k->nrecomputed && stored[k->ops[m]] ? buf_ptr(c, k->ops[m]) : NULL;
     io->oofs = cint(c, 0);
 }
 

@@ -18,6 +18,7 @@ typedef void (*tj_step_fn)(void **bufs, void **calls);
 #define TJ_GROUP_MAX 24      /* ops in one fused loop */
 #define TJ_GROUP_MAX_IN 24   /* values a fused loop reads from outside */
 #define TJ_LOOP_REDUCE_MAX 4 /* reductions a fused loop computes */
+#define TJ_RECOMPUTE_MAX 4   /* ops a loop computes again of one value of an earlier loop */
 /* A kernel computes rows [lo, hi) of its outermost loop dimension (loops), or pieces
  * [lo, hi) (a BLAS call with an epilogue: p = batch * npieces + piece; a loop that reduces:
  * tj_kernel.reduced); other kernels ignore the range. range is that dimension's extent or
@@ -32,6 +33,9 @@ typedef struct tj_kernel {
      * (small) or piece of each batch (BLAS) as it is computed */
     int nops;
     int ops[TJ_GROUP_MAX];
+    /* ops[0..nrecomputed) of a loop: values of an earlier loop it computes again from that
+     * loop's inputs (cheaper than storing and loading them); never stored here */
+    int nrecomputed;
     /* Sums or maxes of a loop's values are computed in the loop, all of one form
      * (tj_kernel_loop_reduce): it writes the value of each block of TJ_REDUCE_BLOCK
      * elements of each output of reduced[0..nreduced) (the reductions' nodes) to their

@@ -1234,6 +1234,7 @@ START_TEST(test_loop_computes_row_reductions) {
             for (const char *p = fusion; (p = strstr(p, "; also the block values of")); p++) absorbed++;
             ck_assert_msg(absorbed == 3 && st.kernels == 6, "%s: %d reductions in loops, %d kernels\n%s", what, absorbed,
                           st.kernels, fusion);
+            ck_assert_msg(strstr(fusion, "\n  again    %") != NULL, "%s: x * 2 stored, not computed again\n%s", what, fusion);
             free(fusion);
             same_bits_any_threads(rows_step, 1, &x, 2, what);
             tj_scope_end();
@@ -1292,6 +1293,60 @@ START_TEST(test_loop_computes_column_reductions) {
             tj_scope_end();
         }
     cols_naxes = 1;
+}
+END_TEST
+
+/* A value two loops need is computed again by the second when that is cheaper than storing
+ * it: t, then s = sum(t * y) in t's loop, and out0 = exp(t - s), a loop after that sum.
+ *   variant 0: t = x * 3 + 1: two cheap ops from x, which the second loop reads instead of
+ *              t (as many bytes): computed again, and t is never stored;
+ *           1: t = exp(x): not cheap: stored;
+ *           2: t = x * y: the second loop would read x and y, twice t's bytes: stored (but
+ *              computed again when x and y are one value each);
+ *           3: t = x * 3 + 1 is also an output: stored (then loaded, not computed again). */
+static int again_variant;
+
+static int again_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
+    (void)user; (void)n_in;
+    tj_tensor *x = in[0], *y = in[1], *t;
+    tj_dtype dt = tj_tensor_dtype(x);
+    switch (again_variant) {
+    case 1: t = tj_exp(x); break;
+    case 2: t = tj_mul(x, y); break;
+    default: t = tj_add(tj_mul(x, tj_cast(tj_scalar(3), dt)), tj_cast(tj_scalar(1), dt)); break;
+    }
+    tj_tensor *s = tj_sum(tj_mul(t, y), 0, NULL, false);
+    out[0] = tj_exp(tj_sub(t, s));
+    if (n_out > 1) out[1] = t;
+    return out[0] ? 0 : tj_error_code();
+}
+
+START_TEST(test_cheap_values_computed_again) {
+    static const int64_t sizes[] = {1, 17, 1000, 40000};
+    for (int d = 0; d < 2; d++)
+        for (int v = 0; v < 4; v++)
+            for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+                tj_dtype dt = d ? TJ_F64 : TJ_F32;
+                char what[64], dir[64];
+                snprintf(what, sizeof what, "variant %d %s n=%lld", v, tj_dtype_name(dt), (long long)sizes[c]);
+                tj_scope_begin();
+                tj_seed(c + 7);
+                tj_tensor *in[2] = {normal_dt(dt, TJ_SHAPE(sizes[c])), normal_dt(dt, TJ_SHAPE(sizes[c]))};
+                again_variant = v;
+                tj_compile_stats st;
+                snprintf(dir, sizeof dir, "/tmp/tj_check_jit_again_%ld", (long)getpid());
+                compiled_equals_eager(again_step, NULL, 2, in, v == 3 ? 2 : 1, what, dir, &st);
+                char *fusion = take_fusion_dump(dir);
+                bool again = strstr(fusion, "\n  again    %") != NULL;
+                bool want = v == 0 || (v == 2 && sizes[c] == 1);     /* loads of one value do not count */
+                ck_assert_msg(again == want, "%s: t %s\n%s", what, again ? "computed again" : "stored", fusion);
+                if (v == 0)
+                    ck_assert_msg(strstr(fusion, "output   block values only"), "%s: the first loop stores\n%s", what, fusion);
+                free(fusion);
+                same_bits_any_threads(again_step, 2, in, v == 3 ? 2 : 1, what);
+                tj_scope_end();
+            }
+    again_variant = 0;
 }
 END_TEST
 
@@ -1449,6 +1504,7 @@ Suite *jit_suite(void) {
     tcase_add_test(fn, test_loop_computes_full_reduction);
     tcase_add_test(fn, test_loop_computes_row_reductions);
     tcase_add_test(fn, test_loop_computes_column_reductions);
+    tcase_add_test(fn, test_cheap_values_computed_again);
     suite_add_tcase(s, fn);
     TCase *views = tcase_create("fuse_views");
     tcase_add_checked_fixture(views, setup, teardown);
