@@ -140,6 +140,9 @@ tj_tensor *tj_sigmoid(tj_tensor *a);
 tj_tensor *tj_relu(tj_tensor *a);
 
 tj_tensor *tj_matmul(tj_tensor *a, tj_tensor *b);  /* (..., m, k) @ (..., k, n); batch dims broadcast */
+/* The same with a and/or b read with their last two axes swapped (tf.linalg.matmul's
+ * transpose_a/transpose_b): no transposed copy is made. Gradients of matmuls are these. */
+tj_tensor *tj_matmul_t(tj_tensor *a, tj_tensor *b, bool transpose_a, bool transpose_b);
 
 /* Reductions; naxes 0 reduces all axes. */
 tj_tensor *tj_sum(tj_tensor *t, int naxes, const int *axes, bool keepdims);

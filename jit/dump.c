@@ -337,12 +337,13 @@ static void sb_attrs(sbuf *b, const tj_gnode *nd) {
         sb_puts(b, "]");
         break;
     case TJ_OP_CAST: sb_printf(b, "  dtype=%s", dt_short(a->dtype)); break;
+    case TJ_OP_MATMUL: sb_puts(b, a->mm.ta ? (a->mm.tb ? "  a^T b^T" : "  a^T") : a->mm.tb ? "  b^T" : ""); break;
     case TJ_OP_RAND_UNIFORM: sb_printf(b, "  lo=%.17g  hi=%.17g", a->rng.a, a->rng.b); break;
     case TJ_OP_RAND_NORMAL: sb_printf(b, "  mean=%.17g  stddev=%.17g", a->rng.a, a->rng.b); break;
     case TJ_OP_ADD: case TJ_OP_SUB: case TJ_OP_MUL: case TJ_OP_DIV: case TJ_OP_POW: case TJ_OP_MAXIMUM:
     case TJ_OP_MINIMUM: case TJ_OP_GREATER: case TJ_OP_LESS: case TJ_OP_EQUAL: case TJ_OP_WHERE: case TJ_OP_NEG:
     case TJ_OP_EXP: case TJ_OP_LOG: case TJ_OP_SQRT: case TJ_OP_ABS: case TJ_OP_TANH: case TJ_OP_SIGMOID:
-    case TJ_OP_RELU: case TJ_OP_MATMUL: case TJ_OP_RESHAPE: case TJ_OP_BROADCAST: case TJ_OP_STOP_GRADIENT:
+    case TJ_OP_RELU: case TJ_OP_RESHAPE: case TJ_OP_BROADCAST: case TJ_OP_STOP_GRADIENT:
     case TJ_OP_COUNT:
         break;   /* the shape says it all */
     }
@@ -522,8 +523,10 @@ static int64_t node_flops(const tj_graph *g, const tj_gnode *nd) {
         return nd->numel;
     case TJ_OP_SUM: case TJ_OP_MAX: case TJ_OP_ARGMAX: case TJ_OP_SCATTER_ADD:
         return x ? x->numel : 0;
-    case TJ_OP_MATMUL:
-        return x && x->shape.ndim > 0 ? 2 * nd->numel * x->shape.dim[x->shape.ndim - 1] : 0;
+    case TJ_OP_MATMUL: {
+        int trans;
+        return x && x->shape.ndim > 0 ? 2 * nd->numel * tj_kernel_matmul_k(g, nd, &trans) : 0;
+    }
     case TJ_OP_RESHAPE: case TJ_OP_TRANSPOSE: case TJ_OP_BROADCAST: case TJ_OP_CONCAT: case TJ_OP_SLICE:
     case TJ_OP_GATHER: case TJ_OP_RAND_UNIFORM: case TJ_OP_RAND_NORMAL: case TJ_OP_STOP_GRADIENT: case TJ_OP_COUNT:
         return 0;
@@ -755,7 +758,6 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         sb_recomputed(b, g, low, kmap, k);
         if (kk == TJ_KERNEL_LOOP) sb_loop_views(b, g, live, k);
         sb_puts(b, "\n  space    ");
-        const tj_gnode *x = nd->nin > 0 ? &g->nodes[tj_graph_resolve(g, nd->in[0])] : NULL;
         switch (kk) {
         case TJ_KERNEL_LOOP: {
             tj_loop_dims e;
@@ -792,11 +794,12 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
             break;
         }
         case TJ_KERNEL_BLAS: {
-            int r = nd->shape.ndim;
-            int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk2 = x->shape.dim[x->shape.ndim - 1];
+            int r = nd->shape.ndim, trans;
+            int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk2 = tj_kernel_matmul_k(g, nd, &trans);
             sb_printf(b, "m %lld, n %lld, k %lld, %lld batch%s; %s", (long long)m, (long long)n, (long long)kk2,
                       (long long)(nd->numel / (m * n)), nd->numel / (m * n) == 1 ? "" : "es",
                       nd->dtype == TJ_F64 ? "tj_blas_dgemm" : "tj_blas_sgemm");
+            if (trans) sb_printf(b, " reading %s transposed in place", trans == 3 ? "a and b" : trans == 1 ? "a" : "b");
             if (k->nops > 1) {     /* pieces per batch (k->range counts those of all batches) */
                 int64_t pm, pn, np = tj_blas_pieces(m, n, &pm, &pn);
                 sb_printf(b, " in %lld piece%s of %lld x %lld%s", (long long)np, plural(np), (long long)pm, (long long)pn,

@@ -583,11 +583,17 @@ free_ks:
 /* f32/f64 matmul whose batch dims match (or are absent): one tj_blas_?gemm call per batch,
  * the routine eager's kernel calls (defined in the JIT by address, compile.c), or with an
  * epilogue each batch's pieces (tj_blas_?gemm_piece). Other shapes call the kernel. */
+int64_t tj_kernel_matmul_k(const tj_graph *g, const tj_gnode *nd, int *trans) {
+    const tj_shape *a = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape;
+    *trans = (nd->attr.mm.ta ? TJ_BLAS_TA : 0) | (nd->attr.mm.tb ? TJ_BLAS_TB : 0);
+    return a->dim[nd->attr.mm.ta ? a->ndim - 2 : a->ndim - 1];
+}
+
 static bool matmul_direct(const tj_graph *g, const tj_gnode *nd) {
     if (nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
     const tj_shape *a = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape, *b = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;
-    int r = nd->shape.ndim;
-    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = a->dim[a->ndim - 1];
+    int r = nd->shape.ndim, trans;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = tj_kernel_matmul_k(g, nd, &trans);
     if (m <= 0 || n <= 0 || k <= 0 || m > INT_MAX || n > INT_MAX || k > INT_MAX) return false;
     if (a->ndim != r || b->ndim != r) return false;
     for (int d = 0; d < r - 2; d++)
@@ -606,8 +612,8 @@ bool tj_kernel_small_matmul(const tj_graph *g, const tj_gnode *nd, tj_small_matm
     if (nd->kind != TJ_N_OP || nd->op != TJ_OP_MATMUL || nd->dtype == TJ_I32) return false;
     const tj_shape *as = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape;
     const tj_shape *bs = &g->nodes[tj_graph_resolve(g, nd->in[1])].shape;
-    int r = nd->shape.ndim;
-    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = as->dim[as->ndim - 1];
+    int r = nd->shape.ndim, trans;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = tj_kernel_matmul_k(g, nd, &trans);
     if (!tj_matmul_small(m, n, k)) return false;
     *mm = (tj_small_matmul){.dtype = nd->dtype, .m = m, .n = n, .k = k, .batch = {.ndim = r - 2}};
     for (int d = 0; d < r - 2; d++) mm->batch.dim[d] = nd->shape.dim[d];
@@ -615,10 +621,11 @@ bool tj_kernel_small_matmul(const tj_graph *g, const tj_gnode *nd, tj_small_matm
     tj_matmul_batch_strides(bs, &mm->batch, mm->stb);
     mm->a = operand(g, nd->in[0], &mm->a_through);
     mm->b = operand(g, nd->in[1], &mm->b_through);
-    mm->ars = mm->a_through < 0 ? k : 1;                   /* a^T stored as (k, m) */
-    mm->acs = mm->a_through < 0 ? 1 : m;
-    mm->brs = mm->b_through < 0 ? n : 1;                   /* b^T stored as (n, k) */
-    mm->bcs = mm->b_through < 0 ? 1 : k;
+    bool ta = nd->attr.mm.ta != (mm->a_through >= 0), tb = nd->attr.mm.tb != (mm->b_through >= 0);
+    mm->ars = ta ? 1 : k;                                  /* op(a) read transposed: stored (k, m) */
+    mm->acs = ta ? m : 1;
+    mm->brs = tb ? 1 : n;                                  /* op(b) read transposed: stored (n, k) */
+    mm->bcs = tb ? k : 1;
     return true;
 }
 

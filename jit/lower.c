@@ -530,23 +530,23 @@ static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
 /* A matmul by BLAS: tj_blas_?gemm per batch, the routine eager calls (core/blas.h). */
 static void lower_matmul(lctx *c, int id) {
     const tj_gnode *nd = &c->g->nodes[id];
-    const tj_shape *as = &c->g->nodes[tj_graph_resolve(c->g, nd->in[0])].shape;
-    int r = nd->shape.ndim;
-    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = as->dim[as->ndim - 1];
+    int r = nd->shape.ndim, trans;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], k = tj_kernel_matmul_k(c->g, nd, &trans);
     int64_t nbatch = nd->numel / (m * n);
     bool f32 = nd->dtype == TJ_F32;
     LLVMTypeRef et = f32 ? c->f32 : c->f64;
-    LLVMTypeRef args[6] = {c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 6, 0);
+    LLVMTypeRef args[7] = {c->i32, c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 7, 0);
     const char *name = f32 ? "tj_blas_sgemm" : "tj_blas_dgemm";
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) fn = LLVMAddFunction(c->mod, name, fty);
     LLVMValueRef A = buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])), B = buf_ptr(c, tj_graph_resolve(c->g, nd->in[1]));
     LLVMValueRef C = buf_ptr(c, id);
     for (int64_t bi = 0; bi < nbatch; bi++) {
-        LLVMValueRef av[6] = {cint(c, m), cint(c, n), cint(c, k), gep(c, et, A, cint(c, bi * m * k)),
-                              gep(c, et, B, cint(c, bi * k * n)), gep(c, et, C, cint(c, bi * m * n))};
-        LLVMBuildCall2(c->b, fty, fn, av, 6, "");
+        LLVMValueRef av[7] = {LLVMConstInt(c->i32, (unsigned long long)trans, 0), cint(c, m), cint(c, n), cint(c, k),
+                              gep(c, et, A, cint(c, bi * m * k)), gep(c, et, B, cint(c, bi * k * n)),
+                              gep(c, et, C, cint(c, bi * m * n))};
+        LLVMBuildCall2(c->b, fty, fn, av, 7, "");
     }
 }
 
@@ -608,16 +608,16 @@ static void lower_small_matmul(lctx *c, const tj_kernel *k, const bool *stored) 
  * and its flat index at counts from the output's start, as a small matmul's does. */
 static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_gnode *nd = &c->g->nodes[k->node];
-    int r = nd->shape.ndim, a = tj_graph_resolve(c->g, nd->in[0]);
-    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk = c->g->nodes[a].shape.dim[r - 1], pm, pn;
+    int r = nd->shape.ndim, a = tj_graph_resolve(c->g, nd->in[0]), trans;
+    int64_t m = nd->shape.dim[r - 2], n = nd->shape.dim[r - 1], kk = tj_kernel_matmul_k(c->g, nd, &trans), pm, pn;
     int64_t npieces = tj_blas_pieces(m, n, &pm, &pn);
     bool f32 = nd->dtype == TJ_F32;
     LLVMTypeRef et = f32 ? c->f32 : c->f64;
     int w = f32 ? c->lanes : c->lanes / 2;
     if (w < 1) w = 1;
     unsigned align = f32 ? 4 : 8;
-    LLVMTypeRef args[7] = {c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr, c->i64};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 7, 0);
+    LLVMTypeRef args[8] = {c->i32, c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr, c->i64};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), args, 8, 0);
     const char *name = f32 ? "tj_blas_sgemm_piece" : "tj_blas_dgemm_piece";
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) fn = LLVMAddFunction(c->mod, name, fty);
@@ -640,8 +640,8 @@ static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored)
     LLVMValueRef Bb = gep(c, et, B, LLVMBuildMul(c->b, bi, cint(c, kk * n), ""));
     LLVMValueRef oc = LLVMBuildMul(c->b, bi, cint(c, m * n), "");   /* the batch's offset in C */
     LLVMValueRef Cb = gep(c, et, C, oc);
-    LLVMValueRef av[7] = {cint(c, m), cint(c, n), cint(c, kk), Ab, Bb, Cb, t};
-    LLVMBuildCall2(c->b, fty, fn, av, 7, "");
+    LLVMValueRef av[8] = {LLVMConstInt(c->i32, (unsigned long long)trans, 0), cint(c, m), cint(c, n), cint(c, kk), Ab, Bb, Cb, t};
+    LLVMBuildCall2(c->b, fty, fn, av, 8, "");
     bool rows = pm < m;                           /* else the piece is columns */
     LLVMValueRef lo = LLVMBuildMul(c->b, t, cint(c, rows ? pm : pn), ""), dim = cint(c, rows ? m : n);
     LLVMValueRef end = LLVMBuildAdd(c->b, lo, cint(c, rows ? pm : pn), "");

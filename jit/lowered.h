@@ -129,7 +129,8 @@ bool tj_lower_is_view(const tj_gnode *nd);
 
 /* A small f32/f64 matmul (ops/matmul_small.h decides) generated inline, in the order of
  * that header. An operand that is a transpose swapping the last two axes is read from the
- * transpose's input in place, its strides swapped. Batch t (row-major over batch, the
+ * transpose's input in place, its strides swapped, as is one the matmul reads transposed
+ * (attr.mm; both: neither). Batch t (row-major over batch, the
  * output's batch dims) reads A + sum_d t_d*sta[d], B + sum_d t_d*stb[d] and writes C +
  * t*m*n; within it a[i,p] = A[i*ars + p*acs], b[p,j] = B[p*brs + j*bcs], y[i,j] = C[i*n + j]. */
 typedef struct tj_small_matmul {
@@ -142,5 +143,8 @@ typedef struct tj_small_matmul {
     int64_t sta[TJ_MAX_DIMS], stb[TJ_MAX_DIMS];   /* 0 where an operand is broadcast */
 } tj_small_matmul;
 bool tj_kernel_small_matmul(const tj_graph *g, const tj_gnode *nd, tj_small_matmul *mm);
+/* Matmul nd's inner size k, and in *trans the operands it reads transposed (attr.mm, as
+ * core/blas.h's TJ_BLAS_TA | TJ_BLAS_TB). */
+int64_t tj_kernel_matmul_k(const tj_graph *g, const tj_gnode *nd, int *trans);
 
 #endif

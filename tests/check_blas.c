@@ -26,29 +26,34 @@ static double rnd(void) {   /* in [-1, 1) */
     return (double)(lcg >> 11) * 0x1p-52 - 1.0;
 }
 
-typedef void gemm_f32(int64_t, int64_t, int64_t, const float *, const float *, float *);
-typedef void gemm_f64(int64_t, int64_t, int64_t, const double *, const double *, double *);
+typedef void gemm_f32(int, int64_t, int64_t, int64_t, const float *, const float *, float *);
+typedef void gemm_f64(int, int64_t, int64_t, int64_t, const double *, const double *, double *);
 
-/* |C - A@B| <= 2 k eps sum_p |A_ip B_pj| (+ the smallest normal, for all-zero rows) */
-static void check_f32(gemm_f32 *gemm, int64_t m, int64_t n, int64_t k) {
+/* Where op(A)[i,p] and op(B)[p,j] are stored: A (m, k) or, read transposed, (k, m); B (k, n)
+ * or (n, k). */
+#define AT(i, p) (trans & TJ_BLAS_TA ? (p) * m + (i) : (i) * k + (p))
+#define BT(p, j) (trans & TJ_BLAS_TB ? (j) * k + (p) : (p) * n + (j))
+
+/* |C - op(A)@op(B)| <= 2 k eps sum_p |A_ip B_pj| (+ the smallest normal, for all-zero rows) */
+static void check_f32(gemm_f32 *gemm, int trans, int64_t m, int64_t n, int64_t k) {
     float *A = malloc(sizeof(float) * (size_t)(m * k + 1));
     float *B = malloc(sizeof(float) * (size_t)(k * n + 1));
     float *C = malloc(sizeof(float) * (size_t)(m * n + 1));
     for (int64_t i = 0; i < m * k; i++) A[i] = (float)rnd();
     for (int64_t i = 0; i < k * n; i++) B[i] = (float)rnd();
     for (int64_t i = 0; i < m * n + 1; i++) C[i] = NAN;
-    gemm(m, n, k, A, B, C);
+    gemm(trans, m, n, k, A, B, C);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double ref = 0, mag = 0;
             for (int64_t p = 0; p < k; p++) {
-                ref += (double)A[i * k + p] * B[p * n + j];
-                mag += fabs((double)A[i * k + p] * B[p * n + j]);
+                ref += (double)A[AT(i, p)] * B[BT(p, j)];
+                mag += fabs((double)A[AT(i, p)] * B[BT(p, j)]);
             }
             double tol = 2.0 * (double)k * FLT_EPSILON * mag + FLT_MIN;
             ck_assert_msg(fabs(C[i * n + j] - ref) <= tol,
-                          "%lldx%lldx%lld: C[%lld,%lld] = %.9g, reference %.9g (tolerance %g)",
-                          (long long)m, (long long)n, (long long)k, (long long)i, (long long)j,
+                          "%lldx%lldx%lld trans %d: C[%lld,%lld] = %.9g, reference %.9g (tolerance %g)",
+                          (long long)m, (long long)n, (long long)k, trans, (long long)i, (long long)j,
                           (double)C[i * n + j], ref, tol);
         }
     ck_assert_msg(isnan(C[m * n]), "wrote past the end of C");
@@ -57,25 +62,25 @@ static void check_f32(gemm_f32 *gemm, int64_t m, int64_t n, int64_t k) {
     free(C);
 }
 
-static void check_f64(gemm_f64 *gemm, int64_t m, int64_t n, int64_t k) {
+static void check_f64(gemm_f64 *gemm, int trans, int64_t m, int64_t n, int64_t k) {
     double *A = malloc(sizeof(double) * (size_t)(m * k + 1));
     double *B = malloc(sizeof(double) * (size_t)(k * n + 1));
     double *C = malloc(sizeof(double) * (size_t)(m * n + 1));
     for (int64_t i = 0; i < m * k; i++) A[i] = rnd();
     for (int64_t i = 0; i < k * n; i++) B[i] = rnd();
     for (int64_t i = 0; i < m * n + 1; i++) C[i] = NAN;
-    gemm(m, n, k, A, B, C);
+    gemm(trans, m, n, k, A, B, C);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             long double ref = 0, mag = 0;
             for (int64_t p = 0; p < k; p++) {
-                ref += (long double)A[i * k + p] * B[p * n + j];
-                mag += fabsl((long double)A[i * k + p] * B[p * n + j]);
+                ref += (long double)A[AT(i, p)] * B[BT(p, j)];
+                mag += fabsl((long double)A[AT(i, p)] * B[BT(p, j)]);
             }
             double tol = 2.0 * (double)k * DBL_EPSILON * (double)mag + DBL_MIN;
             ck_assert_msg(fabs(C[i * n + j] - (double)ref) <= tol,
-                          "%lldx%lldx%lld: C[%lld,%lld] = %.17g, reference %.17g",
-                          (long long)m, (long long)n, (long long)k, (long long)i, (long long)j,
+                          "%lldx%lldx%lld trans %d: C[%lld,%lld] = %.17g, reference %.17g",
+                          (long long)m, (long long)n, (long long)k, trans, (long long)i, (long long)j,
                           C[i * n + j], (double)ref);
         }
     ck_assert_msg(isnan(C[m * n]), "wrote past the end of C");
@@ -90,19 +95,22 @@ static const int64_t sizes[][3] = {   /* m, n, k */
 };
 #define NSIZES ((int)(sizeof sizes / sizeof sizes[0]))
 
+/* each size with A and B as stored and read transposed (TJ_BLAS_TA, TJ_BLAS_TB) */
 START_TEST(sgemm_matches_reference) {
-    check_f32(tj_blas_sgemm, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
+    for (int trans = 0; trans < 4; trans++) check_f32(tj_blas_sgemm, trans, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
 }
 END_TEST
 
 START_TEST(dgemm_matches_reference) {
-    check_f64(tj_blas_dgemm, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
+    for (int trans = 0; trans < 4; trans++) check_f64(tj_blas_dgemm, trans, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
 }
 END_TEST
 
 START_TEST(naive_matches_reference) {
-    check_f32(tj_blas_sgemm_naive, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
-    check_f64(tj_blas_dgemm_naive, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
+    for (int trans = 0; trans < 4; trans++) {
+        check_f32(tj_blas_sgemm_naive, trans, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
+        check_f64(tj_blas_dgemm_naive, trans, sizes[_i][0], sizes[_i][1], sizes[_i][2]);
+    }
 }
 END_TEST
 
@@ -112,8 +120,8 @@ START_TEST(k_zero_gives_zeros) {
     for (int i = 0; i < 12; i++) { C[i] = NAN; D[i] = NAN; }
     float a = 1;
     double b = 1;
-    tj_blas_sgemm(3, 4, 0, &a, &a, C);
-    tj_blas_dgemm(3, 4, 0, &b, &b, D);
+    tj_blas_sgemm(0, 3, 4, 0, &a, &a, C);
+    tj_blas_dgemm(0, 3, 4, 0, &b, &b, D);
     for (int i = 0; i < 12; i++) {
         ck_assert(C[i] == 0.0f && !signbit(C[i]));
         ck_assert(D[i] == 0.0 && !signbit(D[i]));
@@ -125,16 +133,18 @@ START_TEST(one_and_two_threads) {
     int saved = tj_threads();
     for (int t = 1; t <= 2; t++) {
         ck_assert_int_eq(tj_set_threads(t), 0);
-        check_f32(tj_blas_sgemm, 256, 256, 256);
-        check_f64(tj_blas_dgemm, 96, 80, 200);
-        check_f32(tj_blas_sgemm_naive, 100, 70, 50);
+        check_f32(tj_blas_sgemm, 0, 256, 256, 256);
+        check_f32(tj_blas_sgemm, TJ_BLAS_TA | TJ_BLAS_TB, 600, 256, 70);    /* pieces of rows */
+        check_f64(tj_blas_dgemm, TJ_BLAS_TB, 96, 600, 200);                 /* pieces of columns */
+        check_f32(tj_blas_sgemm_naive, TJ_BLAS_TA, 100, 70, 50);
     }
     ck_assert_int_eq(tj_set_threads(saved), 0);
 }
 END_TEST
 
 /* The pieces tile the product (rows or columns, equal but the last, multiples of 16), and
- * computing them one by one gives the whole product's bits, f32 and f64. */
+ * computing them one by one gives the whole product's bits, f32 and f64, with the operands
+ * as stored and read transposed. */
 START_TEST(pieces_tile_the_product) {
     static const int64_t mnk[6][3] = {{784, 512, 128}, {128, 512, 784}, {600, 700, 33}, {100, 1100, 7}, {10, 10, 3},
                                       {512, 5, 0}};
@@ -153,16 +163,18 @@ START_TEST(pieces_tile_the_product) {
         for (int64_t i = 0; i < m * k; i++) Ad[i] = A[i] = (float)rnd();
         for (int64_t i = 0; i < k * n; i++) Bd[i] = B[i] = (float)rnd();
         for (int64_t i = 0; i < m * n; i++) { C1[i] = C2[i] = NAN; D1[i] = D2[i] = NAN; }
-        tj_blas_sgemm(m, n, k, A, B, C1);
-        tj_blas_dgemm(m, n, k, Ad, Bd, D1);
-        for (int64_t t = np - 1; t >= 0; t--) {           /* any order */
-            tj_blas_sgemm_piece(m, n, k, A, B, C2, t);
-            tj_blas_dgemm_piece(m, n, k, Ad, Bd, D2, t);
+        for (int trans = 0; trans < 4; trans++) {
+            tj_blas_sgemm(trans, m, n, k, A, B, C1);
+            tj_blas_dgemm(trans, m, n, k, Ad, Bd, D1);
+            for (int64_t t = np - 1; t >= 0; t--) {           /* any order */
+                tj_blas_sgemm_piece(trans, m, n, k, A, B, C2, t);
+                tj_blas_dgemm_piece(trans, m, n, k, Ad, Bd, D2, t);
+            }
+            ck_assert_msg(memcmp(C1, C2, sizeof(float) * (size_t)(m * n)) == 0, "%lldx%lldx%lld trans %d f32", (long long)m,
+                          (long long)n, (long long)k, trans);
+            ck_assert_msg(memcmp(D1, D2, sizeof(double) * (size_t)(m * n)) == 0, "%lldx%lldx%lld trans %d f64", (long long)m,
+                          (long long)n, (long long)k, trans);
         }
-        ck_assert_msg(memcmp(C1, C2, sizeof(float) * (size_t)(m * n)) == 0, "%lldx%lldx%lld f32", (long long)m,
-                      (long long)n, (long long)k);
-        ck_assert_msg(memcmp(D1, D2, sizeof(double) * (size_t)(m * n)) == 0, "%lldx%lldx%lld f64", (long long)m,
-                      (long long)n, (long long)k);
         free(A); free(B); free(C1); free(C2); free(D1); free(D2); free(Ad); free(Bd);
     }
     int64_t pm, pn;

@@ -107,11 +107,16 @@ static void rf_cast(int c, const ref_t *in, ref_t *out) {
 }
 
 /* ---- matmul ------------------------------------------------------------------------------ */
-static tj_tensor *ap_matmul(int c, tj_tensor *const *in) { (void)c; return tj_matmul(in[0], in[1]); }
+/* cases 5-8 read a (5, 7), b (6, 7) or both (8) transposed: tj_matmul_t */
+static bool mm_ta(int c) { return c == 5 || c == 7 || c == 8; }
+static bool mm_tb(int c) { return c == 6 || c == 7 || c == 8; }
+static tj_tensor *ap_matmul(int c, tj_tensor *const *in) {
+    return c < 5 ? tj_matmul(in[0], in[1]) : tj_matmul_t(in[0], in[1], mm_ta(c), mm_tb(c));
+}
 static void rf_matmul(int c, const ref_t *in, ref_t *out) {
-    (void)c;
     const tj_shape *a = &in[0].s, *b = &in[1].s;
-    int64_t m = a->dim[a->ndim - 2], k = a->dim[a->ndim - 1], n = b->dim[b->ndim - 1];
+    bool ta = mm_ta(c), tb = mm_tb(c);
+    int64_t m = a->dim[a->ndim - (ta ? 1 : 2)], k = a->dim[a->ndim - (ta ? 2 : 1)], n = b->dim[b->ndim - (tb ? 2 : 1)];
     ref_t ba = {.s = {.ndim = a->ndim - 2}}, bb = {.s = {.ndim = b->ndim - 2}};
     for (int d = 0; d < a->ndim - 2; d++) ba.s.dim[d] = a->dim[d];
     for (int d = 0; d < b->ndim - 2; d++) bb.s.dim[d] = b->dim[d];
@@ -130,7 +135,7 @@ static void rf_matmul(int c, const ref_t *in, ref_t *out) {
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double s = 0;
-                for (int64_t p = 0; p < k; p++) s += A[i * k + p] * B[p * n + j];
+                for (int64_t p = 0; p < k; p++) s += A[ta ? p * m + i : i * k + p] * B[tb ? j * k + p : p * n + j];
                 out->v[(t * m + i) * n + j] = s;
             }
     }
@@ -374,9 +379,10 @@ const opspec tj_specs[] = {
     ELT1(RELU, relu, -3, 3, true, true),
     {.op = TJ_OP_CAST, .nin = 1, .ncases = 3, .shapes = {{S(3, 4)}, {S(17)}, {S()}}, .lo = {-3}, .hi = {3},
      .int32_ok = true, .apply = ap_cast, .ref = rf_cast, .differentiable = true},
-    {.op = TJ_OP_MATMUL, .nin = 2, .ncases = 5,
+    {.op = TJ_OP_MATMUL, .nin = 2, .ncases = 9,
      .shapes = {{S(3, 4), S(4, 5)}, {S(1, 1), S(1, 1)}, {S(7, 17), S(17, 3)}, {S(2, 3, 4), S(4, 5)},
-                {S(2, 1, 3, 4), S(3, 4, 2)}},
+                {S(2, 1, 3, 4), S(3, 4, 2)}, {S(2, 4, 3), S(4, 5)}, {S(7, 17), S(3, 17)}, {S(2, 1, 4, 3), S(3, 2, 4)},
+                {S(50, 40), S(60, 50)}},
      .lo = {-2, -2}, .hi = {2, 2}, .int32_ok = true, .apply = ap_matmul, .ref = rf_matmul, .differentiable = true},
     {.op = TJ_OP_SUM, .nin = 1, .ncases = RED_CASES, .lo = {-3}, .hi = {3}, .int32_ok = true,
      .apply = ap_sum, .ref = rf_sum, .differentiable = true},

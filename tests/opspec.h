@@ -12,7 +12,7 @@
 typedef struct { tj_shape s; double *v; } ref_t;
 
 #define SPEC_MAXIN 3
-#define SPEC_MAXCASES 6
+#define SPEC_MAXCASES 9
 
 typedef struct opspec {
     tj_op op;

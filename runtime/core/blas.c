@@ -186,7 +186,7 @@ const char *tj_blas_info(void) {
 #define ROWS 16
 
 typedef struct {
-    bool dbl;
+    bool dbl, ta, tb;          /* ta: A is stored (k, m), tb: B is stored (n, k) (TJ_BLAS_TA/TB) */
     int64_t m, n, k, pm, pn;   /* (m, k) @ (k, n); a piece's rows and columns (products) */
     const void *A, *B;
     void *C;
@@ -197,12 +197,14 @@ typedef struct {
     static void name(const gemm_ctx *c, int64_t i0, int64_t i1, int64_t j0, int64_t j1) { \
         const T *A = c->A, *B = c->B;                                                   \
         T *C = c->C;                                                                    \
+        int64_t ars = c->ta ? 1 : c->k, acs = c->ta ? c->m : 1;                         \
+        int64_t brs = c->tb ? 1 : c->n, bcs = c->tb ? c->k : 1;                         \
         for (int64_t i = i0; i < i1; i++) {                                             \
             T *ci = C + i * c->n;                                                       \
             for (int64_t j = j0; j < j1; j++) ci[j] = 0;                                \
             for (int64_t p = 0; p < c->k; p++) {                                        \
-                const T a = A[i * c->k + p], *bp = B + p * c->n;                        \
-                for (int64_t j = j0; j < j1; j++) ci[j] += a * bp[j];                   \
+                const T a = A[i * ars + p * acs], *bp = B + p * brs;                    \
+                for (int64_t j = j0; j < j1; j++) ci[j] += a * bp[j * bcs];             \
             }                                                                           \
         }                                                                               \
     }
@@ -218,18 +220,18 @@ static void naive_rows(void *vctx, int64_t blk) {
     naive_rect(c, blk * ROWS, (blk + 1) * ROWS < c->m ? (blk + 1) * ROWS : c->m, 0, c->n);
 }
 
-static void naive(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
+static void naive(bool dbl, int trans, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
     if (m <= 0 || n <= 0) return;
-    gemm_ctx c = {dbl, m, n, k > 0 ? k : 0, m, n, A, B, C};
+    gemm_ctx c = {dbl, trans & TJ_BLAS_TA, trans & TJ_BLAS_TB, m, n, k > 0 ? k : 0, m, n, A, B, C};
     tj_parallel_for((m + ROWS - 1) / ROWS, naive_rows, &c);
 }
 
-void tj_blas_sgemm_naive(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
-    naive(false, m, n, k, A, B, C);
+void tj_blas_sgemm_naive(int trans, int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
+    naive(false, trans, m, n, k, A, B, C);
 }
 
-void tj_blas_dgemm_naive(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C) {
-    naive(true, m, n, k, A, B, C);
+void tj_blas_dgemm_naive(int trans, int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C) {
+    naive(true, trans, m, n, k, A, B, C);
 }
 
 /* ---- products ---------------------------------------------------------------------------
@@ -268,46 +270,50 @@ static void gemm_piece(void *vctx, int64_t t) {
     bool blas = c->k > 0 && (c->dbl ? lib.dgemm != NULL : lib.sgemm != NULL) && c->m <= INT_MAX && c->n <= INT_MAX &&
                 c->k <= INT_MAX;
     if (!blas) { naive_rect(c, i0, i0 + mm, j0, j0 + nn); return; }
-    blasint k = (blasint)c->k, n = (blasint)c->n;
+    /* a piece's first row of op(A) and column of op(B), and their leading dimensions */
+    int64_t ao = c->ta ? i0 : i0 * c->k, bo = c->tb ? j0 * c->k : j0;
+    blasint lda = (blasint)(c->ta ? c->m : c->k), ldb = (blasint)(c->tb ? c->k : c->n), n = (blasint)c->n;
+    enum CBLAS_TRANSPOSE ta = c->ta ? CblasTrans : CblasNoTrans, tb = c->tb ? CblasTrans : CblasNoTrans;
     if (c->dbl)
-        lib.dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)nn, k, 1.0,
-                  (const double *)c->A + i0 * c->k, k, (const double *)c->B + j0, n, 0.0, (double *)c->C + i0 * c->n + j0, n);
+        lib.dgemm(CblasRowMajor, ta, tb, (blasint)mm, (blasint)nn, (blasint)c->k, 1.0, (const double *)c->A + ao, lda,
+                  (const double *)c->B + bo, ldb, 0.0, (double *)c->C + i0 * c->n + j0, n);
     else
-        lib.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)mm, (blasint)nn, k, 1.0f,
-                  (const float *)c->A + i0 * c->k, k, (const float *)c->B + j0, n, 0.0f, (float *)c->C + i0 * c->n + j0, n);
+        lib.sgemm(CblasRowMajor, ta, tb, (blasint)mm, (blasint)nn, (blasint)c->k, 1.0f, (const float *)c->A + ao, lda,
+                  (const float *)c->B + bo, ldb, 0.0f, (float *)c->C + i0 * c->n + j0, n);
 }
 
-/* The product C = A @ B, cut into *pieces (tj_blas_pieces) */
-static gemm_ctx product(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C,
+/* The product C = op(A) @ op(B), cut into *pieces (tj_blas_pieces) */
+static gemm_ctx product(bool dbl, int trans, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C,
                         int64_t *pieces) {
     ensure_loaded();
-    gemm_ctx c = {dbl, m, n, k > 0 ? k : 0, m, n, A, B, C};
+    gemm_ctx c = {dbl, trans & TJ_BLAS_TA, trans & TJ_BLAS_TB, m, n, k > 0 ? k : 0, m, n, A, B, C};
     *pieces = tj_blas_pieces(m, n, &c.pm, &c.pn);
     return c;
 }
 
-static void gemm(bool dbl, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
+static void gemm(bool dbl, int trans, int64_t m, int64_t n, int64_t k, const void *A, const void *B, void *C) {
     int64_t pieces;
-    gemm_ctx c = product(dbl, m, n, k, A, B, C, &pieces);
+    gemm_ctx c = product(dbl, trans, m, n, k, A, B, C, &pieces);
     tj_parallel_for(pieces, gemm_piece, &c);
 }
 
-void tj_blas_sgemm(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
-    gemm(false, m, n, k, A, B, C);
+void tj_blas_sgemm(int trans, int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C) {
+    gemm(false, trans, m, n, k, A, B, C);
 }
 
-void tj_blas_dgemm(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C) {
-    gemm(true, m, n, k, A, B, C);
+void tj_blas_dgemm(int trans, int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C) {
+    gemm(true, trans, m, n, k, A, B, C);
 }
 
-void tj_blas_sgemm_piece(int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C, int64_t t) {
+void tj_blas_sgemm_piece(int trans, int64_t m, int64_t n, int64_t k, const float *A, const float *B, float *C, int64_t t) {
     int64_t pieces;
-    gemm_ctx c = product(false, m, n, k, A, B, C, &pieces);
+    gemm_ctx c = product(false, trans, m, n, k, A, B, C, &pieces);
     if (t >= 0 && t < pieces) gemm_piece(&c, t);
 }
 
-void tj_blas_dgemm_piece(int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C, int64_t t) {
+void tj_blas_dgemm_piece(int trans, int64_t m, int64_t n, int64_t k, const double *A, const double *B, double *C,
+                         int64_t t) {
     int64_t pieces;
-    gemm_ctx c = product(true, m, n, k, A, B, C, &pieces);
+    gemm_ctx c = product(true, trans, m, n, k, A, B, C, &pieces);
     if (t >= 0 && t < pieces) gemm_piece(&c, t);
 }

@@ -25,6 +25,7 @@ typedef union tj_attr {
     tj_shape shape;                                                   /* scatter_add: out shape */
     struct { uint64_t seed, offset; double a, b; } rng;               /* rand_*: lo/hi or mean/stddev */
     tj_dtype dtype;                                                   /* cast */
+    struct { bool ta, tb; } mm;                                       /* matmul: an operand read transposed */
 } tj_attr;
 
 /* One recorded application: out = op(in[0..nin)) with attr. */
@@ -127,6 +128,8 @@ tensor *tj_t_scalar(tj_dtype dt, double value);                        /* rank 0
 tensor *tj_t_where(tensor *c, tensor *a, tensor *b);
 tensor *tj_t_cast(tensor *t, tj_dtype dt);
 tensor *tj_t_matmul(tensor *a, tensor *b);
+/* op(a) @ op(b), op(x) x with its last two axes swapped where ta (for a) or tb (for b) */
+tensor *tj_t_matmul_t(tensor *a, tensor *b, bool ta, bool tb);
 tensor *tj_t_reduce(tj_op op, tensor *t, int naxes, const int *axes, bool keepdims);
 tensor *tj_t_reshape(tensor *t, const tj_shape *shape);
 tensor *tj_t_transpose(tensor *t, const int *perm);
