@@ -50,12 +50,15 @@ static int matmul_exec(const tj_attr *attr, int nin, tensor *const *in, tensor *
         const char *pa = (const char *)a->data + oa * es, *pb = (const char *)b->data + ob * es;
         char *py = (char *)out->data + i * m * n * es;
         switch (a->dtype) {
+        /* b's column stride as a constant 1 where it is 1, so that gcc vectorizes along j */
         case TJ_F32:
-            if (small) tj_matmul_small_f32(m, n, k, (const float *)pa, ars, acs, (const float *)pb, brs, bcs, (float *)py);
+            if (small && bcs == 1) tj_matmul_small_f32(m, n, k, (const float *)pa, ars, acs, (const float *)pb, brs, 1, (float *)py);
+            else if (small) tj_matmul_small_f32(m, n, k, (const float *)pa, ars, acs, (const float *)pb, brs, bcs, (float *)py);
             else tj_blas_sgemm(trans, m, n, k, (const float *)pa, (const float *)pb, (float *)py);
             break;
         case TJ_F64:
-            if (small) tj_matmul_small_f64(m, n, k, (const double *)pa, ars, acs, (const double *)pb, brs, bcs, (double *)py);
+            if (small && bcs == 1) tj_matmul_small_f64(m, n, k, (const double *)pa, ars, acs, (const double *)pb, brs, 1, (double *)py);
+            else if (small) tj_matmul_small_f64(m, n, k, (const double *)pa, ars, acs, (const double *)pb, brs, bcs, (double *)py);
             else tj_blas_dgemm(trans, m, n, k, (const double *)pa, (const double *)pb, (double *)py);
             break;
         case TJ_I32:
