@@ -1188,6 +1188,28 @@ START_TEST(test_loops_fuse_through_views) {
 }
 END_TEST
 
+/* fn on in[0..n_in) compiled with a fusion dump: compiled == eager bit for bit, on 1 and 2
+ * threads too; returns the dump (free it), *kernels its kernels, *in_loops the reductions
+ * computed in loops. */
+static char *fusion_of(tj_fn fn, int n_in, tj_tensor *const *in, int n_out, const char *what, int *kernels, int *in_loops) {
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/tj_check_jit_fusion_%ld", (long)getpid());
+    tj_compile_stats st;
+    compiled_equals_eager(fn, NULL, n_in, in, n_out, what, dir, &st);
+    char *fusion = take_fusion_dump(dir);
+    *kernels = st.kernels;
+    *in_loops = 0;
+    for (const char *p = fusion; (p = strstr(p, "; also the block values of")); p++) ++*in_loops;
+    same_bits_any_threads(fn, n_in, in, n_out, what);
+    return fusion;
+}
+
+/* "f32 (3, 4, 0) over 1 axes" */
+static void shape_what(char *what, size_t n, tj_dtype dt, const int64_t *shape, int naxes) {
+    snprintf(what, n, "%s (%lld, %lld, %lld) over %d axes", tj_dtype_name(dt), (long long)shape[0], (long long)shape[1],
+             (long long)shape[2], naxes);
+}
+
 /* Reductions over trailing axes are computed in the loop that makes their input, row by
  * row: x (R, K...) reduced over its last naxes axes;
  *   out1 = sum(tanh(x) * x)  and  m = max(x * 2): both in the first loop (tanh(x) * x is
@@ -1219,24 +1241,18 @@ START_TEST(test_loop_computes_row_reductions) {
             tj_dtype dt = d ? TJ_F64 : TJ_F32;
             bool three = shapes[c][2] > 0;
             rows_naxes = three ? 2 : 1;
-            char what[96], dir[64];
-            snprintf(what, sizeof what, "%s (%lld, %lld, %lld) over %d axes", tj_dtype_name(dt), (long long)shapes[c][0],
-                     (long long)shapes[c][1], (long long)shapes[c][2], rows_naxes);
+            char what[96];
+            shape_what(what, sizeof what, dt, shapes[c], rows_naxes);
             tj_scope_begin();
             tj_seed(c);
             tj_tensor *x = normal_dt(dt, three ? TJ_SHAPE(shapes[c][0], shapes[c][1], shapes[c][2])
                                                : TJ_SHAPE(shapes[c][0], shapes[c][1]));
-            tj_compile_stats st;
-            snprintf(dir, sizeof dir, "/tmp/tj_check_jit_rows_%ld", (long)getpid());
-            compiled_equals_eager(rows_step, NULL, 1, &x, 2, what, dir, &st);
-            char *fusion = take_fusion_dump(dir);
-            int absorbed = 0;
-            for (const char *p = fusion; (p = strstr(p, "; also the block values of")); p++) absorbed++;
-            ck_assert_msg(absorbed == 3 && st.kernels == 6, "%s: %d reductions in loops, %d kernels\n%s", what, absorbed,
-                          st.kernels, fusion);
+            int kernels, in_loops;
+            char *fusion = fusion_of(rows_step, 1, &x, 2, what, &kernels, &in_loops);
+            ck_assert_msg(in_loops == 3 && kernels == 6, "%s: %d reductions in loops, %d kernels\n%s", what, in_loops, kernels,
+                          fusion);
             ck_assert_msg(strstr(fusion, "\n  again    %") != NULL, "%s: x * 2 stored, not computed again\n%s", what, fusion);
             free(fusion);
-            same_bits_any_threads(rows_step, 1, &x, 2, what);
             tj_scope_end();
         }
     rows_naxes = 1;
@@ -1262,7 +1278,7 @@ static int cols_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_t
 }
 
 /* Row counts around a group (16) and a block (4096), column counts around the vector widths
- * and the 64-column pieces, f32 and f64, 1 and 2 threads: compiled == eager bit for bit; the
+ * and the 256-column pieces, f32 and f64, 1 and 2 threads: compiled == eager bit for bit; the
  * fusion dump shows both reductions in the loop (three kernels: the loop, two ends). */
 START_TEST(test_loop_computes_column_reductions) {
     static const int64_t shapes[][3] = {{1, 2, 0}, {15, 16, 0}, {16, 17, 0}, {17, 64, 0}, {128, 512, 0}, {33, 65, 0},
@@ -1273,23 +1289,17 @@ START_TEST(test_loop_computes_column_reductions) {
             bool three = shapes[c][2] > 0;
             cols_naxes = three ? 2 : 1;
             int64_t K = three ? shapes[c][0] * shapes[c][1] : shapes[c][0], n = three ? shapes[c][2] : shapes[c][1];
-            char what[96], dir[64];
-            snprintf(what, sizeof what, "%s (%lld, %lld, %lld) over %d axes", tj_dtype_name(dt), (long long)shapes[c][0],
-                     (long long)shapes[c][1], (long long)shapes[c][2], cols_naxes);
+            char what[96];
+            shape_what(what, sizeof what, dt, shapes[c], cols_naxes);
             tj_scope_begin();
             tj_seed(c + 40);
             tj_shape xs = three ? TJ_SHAPE(shapes[c][0], shapes[c][1], shapes[c][2]) : TJ_SHAPE(shapes[c][0], shapes[c][1]);
             tj_tensor *in[3] = {normal_dt(dt, xs), normal_dt(dt, xs), normal_dt(dt, TJ_SHAPE(n))};
-            tj_compile_stats st;
-            snprintf(dir, sizeof dir, "/tmp/tj_check_jit_cols_%ld", (long)getpid());
-            compiled_equals_eager(cols_step, NULL, 3, in, 2, what, dir, &st);
-            char *fusion = take_fusion_dump(dir);
-            int absorbed = 0;
-            for (const char *p = fusion; (p = strstr(p, "; also the block values of")); p++) absorbed++;
-            ck_assert_msg(absorbed == (K <= 4096 ? 2 : 0) && st.kernels == (K <= 4096 ? 3 : 4), "%s: %d reductions in the loop, %d kernels\n%s",
-                          what, absorbed, st.kernels, fusion);
+            int kernels, in_loops;
+            char *fusion = fusion_of(cols_step, 3, in, 2, what, &kernels, &in_loops);
+            ck_assert_msg(in_loops == (K <= 4096 ? 2 : 0) && kernels == (K <= 4096 ? 3 : 4),
+                          "%s: %d reductions in the loop, %d kernels\n%s", what, in_loops, kernels, fusion);
             free(fusion);
-            same_bits_any_threads(cols_step, 3, in, 2, what);
             tj_scope_end();
         }
     cols_naxes = 1;
@@ -1327,23 +1337,20 @@ START_TEST(test_cheap_values_computed_again) {
         for (int v = 0; v < 4; v++)
             for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
                 tj_dtype dt = d ? TJ_F64 : TJ_F32;
-                char what[64], dir[64];
+                char what[64];
                 snprintf(what, sizeof what, "variant %d %s n=%lld", v, tj_dtype_name(dt), (long long)sizes[c]);
                 tj_scope_begin();
                 tj_seed(c + 7);
                 tj_tensor *in[2] = {normal_dt(dt, TJ_SHAPE(sizes[c])), normal_dt(dt, TJ_SHAPE(sizes[c]))};
                 again_variant = v;
-                tj_compile_stats st;
-                snprintf(dir, sizeof dir, "/tmp/tj_check_jit_again_%ld", (long)getpid());
-                compiled_equals_eager(again_step, NULL, 2, in, v == 3 ? 2 : 1, what, dir, &st);
-                char *fusion = take_fusion_dump(dir);
+                int kernels, in_loops;
+                char *fusion = fusion_of(again_step, 2, in, v == 3 ? 2 : 1, what, &kernels, &in_loops);
                 bool again = strstr(fusion, "\n  again    %") != NULL;
                 bool want = v == 0 || (v == 2 && sizes[c] == 1);     /* loads of one value do not count */
                 ck_assert_msg(again == want, "%s: t %s\n%s", what, again ? "computed again" : "stored", fusion);
                 if (v == 0)
                     ck_assert_msg(strstr(fusion, "output   block values only"), "%s: the first loop stores\n%s", what, fusion);
                 free(fusion);
-                same_bits_any_threads(again_step, 2, in, v == 3 ? 2 : 1, what);
                 tj_scope_end();
             }
     again_variant = 0;
