@@ -398,10 +398,11 @@ static bool read_only_by(const tj_graph *g, const bool *live, const tj_kernel *k
 }
 
 /* Loop k2 (after loop k1) computes x, a value of k1 it reads, again from k1's inputs (the
- * ops of its cone, before its own: k2->nrecomputed) when that is cheaper than k1 storing
- * x and k2 loading it: a few cheap ops (cone), whose inputs k2 does not read yet (scalars
- * aside) take no more bytes than x; x then needs no buffer (read_only_by), and k1 still has work of its
- * own (an op outside the cone, or a reduction). k2 must be able to run them (joins' rules). */
+ * ops of its cone, before its own: k2->nrecomputed, in trace order, so each after what it
+ * reads) when that is cheaper than k1 storing x and k2 loading it: a few cheap ops (cone),
+ * whose inputs k2 does not read yet (scalars aside) take no more bytes than x; x then needs
+ * no buffer (read_only_by), and k1 still has work of its own (an op outside the cone, or a
+ * reduction). k2 must be able to run them (joins' rules). */
 static bool try_recompute(const tj_graph *g, const bool *live, const tj_kernel *k1, tj_kernel *k2, int x) {
     int c[TJ_RECOMPUTE_MAX], n = cone(g, k1, x, c);
     const tj_gnode *nd = &g->nodes[k2->node];
@@ -415,11 +416,17 @@ static bool try_recompute(const tj_graph *g, const bool *live, const tj_kernel *
     if (!work) return false;
     tj_loop_dims before, e;
     tj_kernel_loop_dims(g, k2, &before);
-    tj_kernel t = *k2;
-    memcpy(t.ops + n, k2->ops, sizeof(int) * (size_t)k2->nops);
-    memcpy(t.ops, c, sizeof(int) * (size_t)n);
-    t.nops += n;
-    t.nrecomputed += n;
+    for (int i = 1; i < n; i++)                    /* the cone in trace order */
+        for (int j = i; j > 0 && c[j - 1] > c[j]; j--) { int v = c[j]; c[j] = c[j - 1]; c[j - 1] = v; }
+    tj_kernel t = *k2;                             /* the ops it computes again, merged in trace order */
+    t.nrecomputed = 0;
+    for (int i = 0, j = 0; i < k2->nrecomputed || j < n;) {
+        bool old = j == n || (i < k2->nrecomputed && k2->ops[i] <= c[j]);
+        int id = old ? k2->ops[i++] : c[j++];
+        if (t.nrecomputed == 0 || t.ops[t.nrecomputed - 1] != id) t.ops[t.nrecomputed++] = id;
+    }
+    memcpy(t.ops + t.nrecomputed, k2->ops + k2->nrecomputed, sizeof(int) * (size_t)(k2->nops - k2->nrecomputed));
+    t.nops = t.nrecomputed + k2->nops - k2->nrecomputed;
     tj_kernel_loop_dims(g, &t, &e);
     int64_t added = 0, nout, K;
     for (int j = 0; j < e.nin; j++) {

@@ -377,12 +377,13 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
 }
 
 /* A fused loop that also computes reductions of its values (k->reduced) over its rows of K
- * (TJ_REDUCE_ROWS, tj_kernel_loop_reduce): over block indices [lo, hi), block p being block p mod nb of row
- * p / nb (nb blocks a row). Within a block, lane l of a <16 x T> accumulator takes the
- * values at l mod 16 in order, as math/reduce.h's rule does, so vectors are 16 lanes
- * whatever the machine's (LLVM splits them); the block's tail goes into its lanes one by
- * one. Each block's value (the fixed tree) goes to the reduction's scratch at p; the
- * reduction's kernel combines each row's. */
+ * (TJ_REDUCE_ROWS, tj_kernel_loop_reduce): over block indices [lo, hi), block p being block
+ * p mod nb of row p / nb (nb blocks a row). Within a block, lane l of a <16 x T>
+ * accumulator takes the values at l mod 16 in order, as math/reduce.h's rule does, so
+ * vectors are 16 lanes whatever the machine's (LLVM splits them); the block's last values
+ * (fewer than 16) are one vector under a mask, combined into their own lanes only. Each
+ * block's value (the fixed tree) goes to the reduction's scratch at p; the reduction's
+ * kernel combines each row's. */
 typedef struct acc { const tj_gnode *red; int in; bool is_max; LLVMTypeRef et, vt; unsigned align; LLVMValueRef slot, scratch; } acc;
 
 /* a[r] for each reduction r of loop k: its node, the op of k it reads, and its accumulator
@@ -465,7 +466,7 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
 
 /* A fused loop that also computes column reductions of its values (TJ_REDUCE_COLS: K rows
  * of n): over pieces [lo, hi) of TJ_REDUCE_COLS_PIECE columns, each running its K rows in
- * order, a row's columns in vectors of the machine's lanes and then one by one. Row k's
+ * order, a row's columns in vectors of the machine's lanes, the last ones under a mask. Row k's
  * values go into lane k mod 16 of their columns' accumulators (acc[lane][column], on the
  * stack), as math/reduce.h's column form does; then the fixed tree over the lanes leaves
  * each column's value in acc[0], which goes to the reduction's scratch. */

@@ -1313,20 +1313,22 @@ END_TEST
  *           1: t = exp(x): not cheap: stored;
  *           2: t = x * y: the second loop would read x and y, twice t's bytes: stored (but
  *              computed again when x and y are one value each);
- *           3: t = x * 3 + 1 is also an output: stored (then loaded, not computed again). */
+ *           3: t = x * 3 + 1 is also an output: stored (then loaded, not computed again);
+ *           4: t = x * 3 + 1 and out0 = exp(t - s) * (x * 3): the second loop needs two values,
+ *              one of them part of the other's cone: it computes each op once. */
 static int again_variant;
 
 static int again_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
     (void)user; (void)n_in;
-    tj_tensor *x = in[0], *y = in[1], *t;
-    tj_dtype dt = tj_tensor_dtype(x);
+    tj_tensor *x = in[0], *y = in[1], *t, *x3 = tj_mul(x, tj_cast(tj_scalar(3), tj_tensor_dtype(x)));
     switch (again_variant) {
     case 1: t = tj_exp(x); break;
     case 2: t = tj_mul(x, y); break;
-    default: t = tj_add(tj_mul(x, tj_cast(tj_scalar(3), dt)), tj_cast(tj_scalar(1), dt)); break;
+    default: t = tj_add(x3, tj_cast(tj_scalar(1), tj_tensor_dtype(x))); break;
     }
     tj_tensor *s = tj_sum(tj_mul(t, y), 0, NULL, false);
     out[0] = tj_exp(tj_sub(t, s));
+    if (again_variant == 4) out[0] = tj_mul(out[0], x3);
     if (n_out > 1) out[1] = t;
     return out[0] ? 0 : tj_error_code();
 }
@@ -1334,7 +1336,7 @@ static int again_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_
 START_TEST(test_cheap_values_computed_again) {
     static const int64_t sizes[] = {1, 17, 1000, 40000};
     for (int d = 0; d < 2; d++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < 5; v++)
             for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
                 tj_dtype dt = d ? TJ_F64 : TJ_F32;
                 char what[64];
@@ -1346,10 +1348,15 @@ START_TEST(test_cheap_values_computed_again) {
                 int kernels, in_loops;
                 char *fusion = fusion_of(again_step, 2, in, v == 3 ? 2 : 1, what, &kernels, &in_loops);
                 bool again = strstr(fusion, "\n  again    %") != NULL;
-                bool want = v == 0 || (v == 2 && sizes[c] == 1);     /* loads of one value do not count */
+                bool want = v == 0 || v == 4 || (v == 2 && sizes[c] == 1);     /* loads of one value do not count */
                 ck_assert_msg(again == want, "%s: t %s\n%s", what, again ? "computed again" : "stored", fusion);
-                if (v == 0)
+                if (v == 0 || v == 4)
                     ck_assert_msg(strstr(fusion, "output   block values only"), "%s: the first loop stores\n%s", what, fusion);
+                if (v == 4) {      /* x * 3 and t, once each */
+                    const char *line = strstr(fusion, "\n  again    %");
+                    ck_assert_msg(line && strstr(line, " mul, %") && strstr(line, " add of ") &&
+                                  strstr(line, " add of ") - line < 40, "%s: computed again: %.80s", what, line);
+                }
                 free(fusion);
                 tj_scope_end();
             }
