@@ -142,107 +142,66 @@ static LLVMValueRef horner(const em *e, LLVMValueRef r, const double *c, int n)
 
 /* ---- exp ------------------------------------------------------------------------------------ */
 
-/* tj_m_expf */
-static LLVMValueRef exp_f(const em *e, LLVMValueRef x)
+/* tj_math_from_bits_f((uint32_t)(k + 127) << 23), or for double
+ * tj_math_from_bits_d((uint64_t)(k + 1023) << 52) (int32 -> uint64: sext): 2^k */
+static LLVMValueRef pow2(const em *e, LLVMValueRef k, const char *name)
 {
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef t, u, c;
-    /* float xc = tj_math_select_f(x < 100.0f, x, 100.0f); */
-    c = lt(e, x, cf(e, 100.0f));
-    LLVMValueRef xc = sel(e, c, x, cf(e, 100.0f), "exp.xc");
-    /* xc = tj_math_select_f(xc > -120.0f, xc, -120.0f); */
-    c = gt(e, xc, cf(e, -120.0f));
-    xc = sel(e, c, xc, cf(e, -120.0f), "exp.xc");
-    /* float kf = (xc * 0x1.715476p+0f + 0x1.8p23f) - 0x1.8p23f; */
-    t = mul(e, xc, cf(e, 0x1.715476p+0f));
-    t = add(e, t, cf(e, 0x1.8p23f));
-    LLVMValueRef kf = sub(e, t, cf(e, 0x1.8p23f));
-    /* int32_t k = (int32_t)kf; */
-    LLVMValueRef k = LLVMBuildFPToSI(b, kf, e->i32t, "exp.k");
-    /* float r = (xc - kf * 0x1.62e4p-1f) - kf * 0x1.7f7d1cp-20f; */
-    t = mul(e, kf, cf(e, 0x1.62e4p-1f));
-    t = sub(e, xc, t);
-    u = mul(e, kf, cf(e, 0x1.7f7d1cp-20f));
-    LLVMValueRef r = sub(e, t, u);
-    /* float p = 0x1.6d1106p-10f; p = p * r + 0x1.120b6cp-7f; ... */
-    static const double P[5] = {0x1.6d1106p-10f, 0x1.120b6cp-7f, 0x1.55551ap-5f,
-                                0x1.5554dcp-3f, 0x1.0p-1f};
-    LLVMValueRef p = horner(e, r, P, 5);
-    /* float er = 1.0f + (r + (r * r) * p); */
-    t = mul(e, r, r);
-    t = mul(e, t, p);
-    t = add(e, r, t);
-    LLVMValueRef er = add(e, cf(e, 1.0f), t);
-    /* int32_t k1 = k / 2, k2 = k - k1;  (C division truncates: sdiv) */
-    LLVMValueRef k1 = LLVMBuildSDiv(b, k, ci32(e, 2), "exp.k1");
-    LLVMValueRef k2 = LLVMBuildSub(b, k, k1, "exp.k2");
-    /* float s1 = tj_math_from_bits_f((uint32_t)(k1 + 127) << 23); */
-    t = LLVMBuildAdd(b, k1, ci32(e, 127), "");
-    t = LLVMBuildShl(b, t, ci32(e, 23), "");
-    LLVMValueRef s1 = from_bits(e, t, "exp.s1");
-    /* float s2 = tj_math_from_bits_f((uint32_t)(k2 + 127) << 23); */
-    t = LLVMBuildAdd(b, k2, ci32(e, 127), "");
-    t = LLVMBuildShl(b, t, ci32(e, 23), "");
-    LLVMValueRef s2 = from_bits(e, t, "exp.s2");
-    /* float y = (er * s1) * s2; */
-    t = mul(e, er, s1);
-    LLVMValueRef y = mul(e, t, s2);
-    /* return tj_math_select_f(x != x, x, y); */
-    c = ne(e, x, x);
-    return sel(e, c, x, y, "exp");
+    LLVMValueRef t = LLVMBuildAdd(e->b, k, ci32(e, e->dbl ? 1023 : 127), "");
+    if (e->dbl)
+        t = LLVMBuildSExt(e->b, t, e->it, "");
+    t = LLVMBuildShl(e->b, t, e->dbl ? cbits(e, 52) : ci32(e, 23), "");
+    return from_bits(e, t, name);
 }
 
-/* tj_m_exp */
-static LLVMValueRef exp_d(const em *e, LLVMValueRef x)
+/* tj_m_expf_reduced / tj_m_exp_reduced: returns e^r, *k the power of two */
+static LLVMValueRef exp_reduced(const em *e, LLVMValueRef xc, LLVMValueRef *k)
 {
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef t, u, c;
-    /* double xc = tj_math_select_d(x < 800.0, x, 800.0); */
-    c = lt(e, x, cf(e, 800.0));
-    LLVMValueRef xc = sel(e, c, x, cf(e, 800.0), "exp.xc");
-    /* xc = tj_math_select_d(xc > -800.0, xc, -800.0); */
-    c = gt(e, xc, cf(e, -800.0));
-    xc = sel(e, c, xc, cf(e, -800.0), "exp.xc");
-    /* double kf = (xc * 0x1.71547652b82fep+0 + 0x1.8p52) - 0x1.8p52; */
-    t = mul(e, xc, cf(e, 0x1.71547652b82fep+0));
-    t = add(e, t, cf(e, 0x1.8p52));
-    LLVMValueRef kf = sub(e, t, cf(e, 0x1.8p52));
-    /* int32_t k = (int32_t)kf; */
-    LLVMValueRef k = LLVMBuildFPToSI(b, kf, e->i32t, "exp.k");
-    /* double r = (xc - kf * 0x1.62e42feep-1) - kf * 0x1.a39ef35793c76p-33; */
-    t = mul(e, kf, cf(e, 0x1.62e42feep-1));
+    LLVMValueRef t, u;
+    /* kf = (xc * LOG2E + SHIFTER) - SHIFTER; */
+    t = mul(e, xc, e->dbl ? cf(e, 0x1.71547652b82fep+0) : cf(e, 0x1.715476p+0f));
+    t = add(e, t, e->dbl ? cf(e, 0x1.8p52) : cf(e, 0x1.8p23f));
+    LLVMValueRef kf = sub(e, t, e->dbl ? cf(e, 0x1.8p52) : cf(e, 0x1.8p23f));
+    /* *k = (int32_t)kf; */
+    *k = LLVMBuildFPToSI(e->b, kf, e->i32t, "exp.k");
+    /* r = (xc - kf * LN2_HI) - kf * LN2_LO; */
+    t = mul(e, kf, e->dbl ? cf(e, 0x1.62e42feep-1) : cf(e, 0x1.62e4p-1f));
     t = sub(e, xc, t);
-    u = mul(e, kf, cf(e, 0x1.a39ef35793c76p-33));
+    u = mul(e, kf, e->dbl ? cf(e, 0x1.a39ef35793c76p-33) : cf(e, 0x1.7f7d1cp-20f));
     LLVMValueRef r = sub(e, t, u);
-    /* double p = 0x1.af38a71a18cb9p-26; p = p * r + 0x1.2891834686c7ep-22; ... */
-    static const double P[10] = {
+    /* p = P[0]; p = p * r + P[1]; ... */
+    static const double PF[5] = {0x1.6d1106p-10f, 0x1.120b6cp-7f, 0x1.55551ap-5f, 0x1.5554dcp-3f, 0x1.0p-1f};
+    static const double PD[10] = {
         0x1.af38a71a18cb9p-26, 0x1.2891834686c7ep-22, 0x1.71de0daf7a6ccp-19,
         0x1.a019b90eefe8ep-16, 0x1.a01a01a7c3d59p-13, 0x1.6c16c1788b646p-10,
         0x1.11111111109b4p-7,  0x1.5555555553d64p-5,  0x1.5555555555556p-3,
         0x1.0000000000001p-1};
-    LLVMValueRef p = horner(e, r, P, 10);
-    /* double er = 1.0 + (r + (r * r) * p); */
+    LLVMValueRef p = e->dbl ? horner(e, r, PD, 10) : horner(e, r, PF, 5);
+    /* return 1 + (r + (r * r) * p); */
     t = mul(e, r, r);
     t = mul(e, t, p);
     t = add(e, r, t);
-    LLVMValueRef er = add(e, cf(e, 1.0), t);
-    /* int32_t k1 = k / 2, k2 = k - k1; */
+    return add(e, cf(e, 1.0), t);
+}
+
+/* tj_m_expf / tj_m_exp */
+static LLVMValueRef exp_fd(const em *e, LLVMValueRef x)
+{
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef c, k;
+    double hi = e->dbl ? 800.0 : 100.0, lo = e->dbl ? -800.0 : -120.0;
+    /* xc = select(x < HI, x, HI); xc = select(xc > LO, xc, LO); */
+    c = lt(e, x, cf(e, hi));
+    LLVMValueRef xc = sel(e, c, x, cf(e, hi), "exp.xc");
+    c = gt(e, xc, cf(e, lo));
+    xc = sel(e, c, xc, cf(e, lo), "exp.xc");
+    LLVMValueRef er = exp_reduced(e, xc, &k);
+    /* int32_t k1 = k / 2, k2 = k - k1;  (C division truncates: sdiv) */
     LLVMValueRef k1 = LLVMBuildSDiv(b, k, ci32(e, 2), "exp.k1");
     LLVMValueRef k2 = LLVMBuildSub(b, k, k1, "exp.k2");
-    /* double s1 = tj_math_from_bits_d((uint64_t)(k1 + 1023) << 52);  (int32 -> uint64: sext) */
-    t = LLVMBuildAdd(b, k1, ci32(e, 1023), "");
-    t = LLVMBuildSExt(b, t, e->it, "");
-    t = LLVMBuildShl(b, t, cbits(e, 52), "");
-    LLVMValueRef s1 = from_bits(e, t, "exp.s1");
-    /* double s2 = tj_math_from_bits_d((uint64_t)(k2 + 1023) << 52); */
-    t = LLVMBuildAdd(b, k2, ci32(e, 1023), "");
-    t = LLVMBuildSExt(b, t, e->it, "");
-    t = LLVMBuildShl(b, t, cbits(e, 52), "");
-    LLVMValueRef s2 = from_bits(e, t, "exp.s2");
-    /* double y = (er * s1) * s2; */
-    t = mul(e, er, s1);
-    LLVMValueRef y = mul(e, t, s2);
-    /* return tj_math_select_d(x != x, x, y); */
+    /* y = (er * 2^k1) * 2^k2; */
+    LLVMValueRef t = mul(e, er, pow2(e, k1, "exp.s1"));
+    LLVMValueRef y = mul(e, t, pow2(e, k2, "exp.s2"));
+    /* return select(x != x, x, y); */
     c = ne(e, x, x);
     return sel(e, c, x, y, "exp");
 }
@@ -397,9 +356,12 @@ static LLVMValueRef tanh_f(const em *e, LLVMValueRef x)
     LLVMValueRef a = from_bits(e, t, "tanh.a");
     /* float z = a * a; */
     LLVMValueRef z = mul(e, a, a);
-    /* float e = tj_m_expf(a + a); */
-    t = add(e, a, a);
-    LLVMValueRef ex = exp_f(e, t);
+    /* float er = tj_m_expf_reduced(tj_math_select_f(a < 10.0f, a + a, 20.0f), &k); */
+    LLVMValueRef k, a2 = add(e, a, a);
+    t = sel(e, lt(e, a, cf(e, 10.0f)), a2, cf(e, 20.0f), "tanh.y");
+    t = exp_reduced(e, t, &k);
+    /* float e = er * 2^k; */
+    LLVMValueRef ex = mul(e, t, pow2(e, k, "tanh.s"));
     /* int small = a < 0.625f; */
     LLVMValueRef small = lt(e, a, cf(e, 0.625f));
     /* float num = tj_math_select_f(small, (a * z) * (-315.0f - 14.0f * z), -2.0f); */
@@ -419,6 +381,8 @@ static LLVMValueRef tanh_f(const em *e, LLVMValueRef x)
     t = sel(e, small, a, cf(e, 1.0f), "");
     u = divide(e, num, den);
     t = add(e, t, u);
+    /* t = tj_math_select_f(a != a, a + a, t); */
+    t = sel(e, ne(e, a, a), a2, t, "");
     /* return tj_math_from_bits_f(tj_math_bits_f(t) | sign); */
     t = bits(e, t);
     t = LLVMBuildOr(b, t, sign, "");
@@ -439,9 +403,12 @@ static LLVMValueRef tanh_d(const em *e, LLVMValueRef x)
     LLVMValueRef a = from_bits(e, t, "tanh.a");
     /* double z = a * a; */
     LLVMValueRef z = mul(e, a, a);
-    /* double e = tj_m_exp(a + a); */
-    t = add(e, a, a);
-    LLVMValueRef ex = exp_d(e, t);
+    /* double er = tj_m_exp_reduced(tj_math_select_d(a < 20.0, a + a, 40.0), &k); */
+    LLVMValueRef k, a2 = add(e, a, a);
+    t = sel(e, lt(e, a, cf(e, 20.0)), a2, cf(e, 40.0), "tanh.y");
+    t = exp_reduced(e, t, &k);
+    /* double e = er * 2^k; */
+    LLVMValueRef ex = mul(e, t, pow2(e, k, "tanh.s"));
     /* int small = a < 0.625; */
     LLVMValueRef small = lt(e, a, cf(e, 0.625));
     /* double nd = -11486475.0 + z * (-810810.0 + z * (-12870.0 + z * -44.0)); */
@@ -471,6 +438,8 @@ static LLVMValueRef tanh_d(const em *e, LLVMValueRef x)
     t = sel(e, small, a, cf(e, 1.0), "");
     u = divide(e, num, den);
     t = add(e, t, u);
+    /* t = tj_math_select_d(a != a, a + a, t); */
+    t = sel(e, ne(e, a, a), a2, t, "");
     /* return tj_math_from_bits_d(tj_math_bits_d(t) | sign); */
     t = bits(e, t);
     t = LLVMBuildOr(b, t, sign, "");
@@ -488,7 +457,7 @@ static LLVMValueRef sigmoid_fd(const em *e, LLVMValueRef x)
     LLVMValueRef neg = lt(e, x, cf(e, 0.0f));
     t = LLVMBuildFNeg(e->b, x, "");
     t = sel(e, neg, x, t, "");
-    LLVMValueRef ex = e->dbl ? exp_d(e, t) : exp_f(e, t);
+    LLVMValueRef ex = exp_fd(e, t);
     /* return tj_math_select_f(x < 0.0f, e, 1.0f) / (1.0f + e); */
     t = sel(e, neg, ex, cf(e, 1.0f), "");
     u = add(e, cf(e, 1.0f), ex);
@@ -503,7 +472,7 @@ LLVMValueRef tj_lower_exp(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x)
     em e;
     if (em_init(&e, b, x))
         return NULL;
-    return e.dbl ? exp_d(&e, x) : exp_f(&e, x);
+    return exp_fd(&e, x);
 }
 
 LLVMValueRef tj_lower_log(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x)

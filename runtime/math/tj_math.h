@@ -41,19 +41,27 @@ static inline double tj_math_select_d(int c, double a, double b)
  * 2^k = 2^k1 * 2^k2 with k1 = k/2 (C division, truncates), k2 = k - k1, both normal
  * powers of two: the first multiply is exact, the second rounds once, so results near
  * overflow and subnormal results are right. Max error: 1.05 ulp over every float. */
-static inline float tj_m_expf(float x)
+/* e^r and k for xc = k ln2 + r: the range reduction and polynomial of tj_m_expf, for an
+ * xc already in [-120, 100] (tanh's exponent calls it directly). */
+static inline float tj_m_expf_reduced(float xc, int32_t *k)
 {
-    float xc = tj_math_select_f(x < 100.0f, x, 100.0f);
-    xc = tj_math_select_f(xc > -120.0f, xc, -120.0f);
     float kf = (xc * 0x1.715476p+0f + 0x1.8p23f) - 0x1.8p23f;
-    int32_t k = (int32_t)kf;
+    *k = (int32_t)kf;
     float r = (xc - kf * 0x1.62e4p-1f) - kf * 0x1.7f7d1cp-20f;
     float p = 0x1.6d1106p-10f;
     p = p * r + 0x1.120b6cp-7f;
     p = p * r + 0x1.55551ap-5f;
     p = p * r + 0x1.5554dcp-3f;
     p = p * r + 0x1.0p-1f;
-    float er = 1.0f + (r + (r * r) * p);
+    return 1.0f + (r + (r * r) * p);
+}
+
+static inline float tj_m_expf(float x)
+{
+    float xc = tj_math_select_f(x < 100.0f, x, 100.0f);
+    xc = tj_math_select_f(xc > -120.0f, xc, -120.0f);
+    int32_t k;
+    float er = tj_m_expf_reduced(xc, &k);
     int32_t k1 = k / 2, k2 = k - k1;
     float s1 = tj_math_from_bits_f((uint32_t)(k1 + 127) << 23);
     float s2 = tj_math_from_bits_f((uint32_t)(k2 + 127) << 23);
@@ -65,12 +73,11 @@ static inline float tj_m_expf(float x)
  * LN2_HI/LN2_LO from fdlibm (LN2_HI has 32 significant bits), P of degree 9 (total
  * degree 11): chebyfit of (e^r - 1 - r)/r^2 on [-0.3466, 0.3466], fit error 0.16 ulp.
  * Max error: 1.03 ulp over 2^24 samples of the whole range. */
-static inline double tj_m_exp(double x)
+/* The same split as tj_m_expf_reduced, for an xc already in [-800, 800]. */
+static inline double tj_m_exp_reduced(double xc, int32_t *k)
 {
-    double xc = tj_math_select_d(x < 800.0, x, 800.0);
-    xc = tj_math_select_d(xc > -800.0, xc, -800.0);
     double kf = (xc * 0x1.71547652b82fep+0 + 0x1.8p52) - 0x1.8p52;
-    int32_t k = (int32_t)kf;
+    *k = (int32_t)kf;
     double r = (xc - kf * 0x1.62e42feep-1) - kf * 0x1.a39ef35793c76p-33;
     double p = 0x1.af38a71a18cb9p-26;
     p = p * r + 0x1.2891834686c7ep-22;
@@ -82,7 +89,15 @@ static inline double tj_m_exp(double x)
     p = p * r + 0x1.5555555553d64p-5;
     p = p * r + 0x1.5555555555556p-3;
     p = p * r + 0x1.0000000000001p-1;
-    double er = 1.0 + (r + (r * r) * p);
+    return 1.0 + (r + (r * r) * p);
+}
+
+static inline double tj_m_exp(double x)
+{
+    double xc = tj_math_select_d(x < 800.0, x, 800.0);
+    xc = tj_math_select_d(xc > -800.0, xc, -800.0);
+    int32_t k;
+    double er = tj_m_exp_reduced(xc, &k);
     int32_t k1 = k / 2, k2 = k - k1;
     double s1 = tj_math_from_bits_d((uint64_t)(k1 + 1023) << 52);
     double s2 = tj_math_from_bits_d((uint64_t)(k2 + 1023) << 52);
@@ -146,17 +161,23 @@ static inline double tj_m_log(double x)
  * a >= 0.625: t = 1 - 2/(e^(2a) + 1); there 2/(e^(2a)+1) < 0.45 < t, so the subtraction
  *   does not magnify its error. e^(2a) = +inf gives 1; NaN stays NaN.
  * Both branches are computed, numerator and denominator are selected first, so there is one
- * division. Threshold 0.625 and the split are Cephes' tanhf. Max error: 1.33 ulp, every float. */
+ * division. Threshold 0.625 and the split are Cephes' tanhf. e^(2a) is tj_m_expf's value,
+ * but of 2a capped at 20 (tanh(10) is 1 in float, and e^20 still gives 1), so one power of
+ * two scales it (k <= 29) and tj_m_expf's clamps and split are not needed; a NaN is put
+ * back at the end, quieted as arithmetic would. Max error: 1.33 ulp, every float. */
 static inline float tj_m_tanhf(float x)
 {
     uint32_t sign = tj_math_bits_f(x) & 0x80000000u;
     float a = tj_math_from_bits_f(tj_math_bits_f(x) & 0x7fffffffu);
     float z = a * a;
-    float e = tj_m_expf(a + a);
+    int32_t k;
+    float er = tj_m_expf_reduced(tj_math_select_f(a < 10.0f, a + a, 20.0f), &k);
+    float e = er * tj_math_from_bits_f((uint32_t)(k + 127) << 23);
     int small = a < 0.625f;
     float num = tj_math_select_f(small, (a * z) * (-315.0f - 14.0f * z), -2.0f);
     float den = tj_math_select_f(small, 945.0f + z * (420.0f + 15.0f * z), e + 1.0f);
     float t = tj_math_select_f(small, a, 1.0f) + num / den;
+    t = tj_math_select_f(a != a, a + a, t);
     return tj_math_from_bits_f(tj_math_bits_f(t) | sign);
 }
 
@@ -164,19 +185,23 @@ static inline float tj_m_tanhf(float x)
  *   N = 34459425 + 4729725z + 135135z^2 + 990z^3 + z^4,
  *   D = 34459425 + 16216200z + 945945z^2 + 13860z^3 + 45z^4  (all exact in double),
  *   (N - D)/z = -11486475 - 810810z - 12870z^2 - 44z^3.
+ * e^(2a) as in tj_m_tanhf, of 2a capped at 40 (tanh(20) is 1 in double; k <= 58).
  * Max error: 1.31 ulp over 2^24 samples. */
 static inline double tj_m_tanh(double x)
 {
     uint64_t sign = tj_math_bits_d(x) & 0x8000000000000000u;
     double a = tj_math_from_bits_d(tj_math_bits_d(x) & 0x7fffffffffffffffu);
     double z = a * a;
-    double e = tj_m_exp(a + a);
+    int32_t k;
+    double er = tj_m_exp_reduced(tj_math_select_d(a < 20.0, a + a, 40.0), &k);
+    double e = er * tj_math_from_bits_d((uint64_t)(k + 1023) << 52);
     int small = a < 0.625;
     double nd = -11486475.0 + z * (-810810.0 + z * (-12870.0 + z * -44.0));
     double dd = 34459425.0 + z * (16216200.0 + z * (945945.0 + z * (13860.0 + z * 45.0)));
     double num = tj_math_select_d(small, (a * z) * nd, -2.0);
     double den = tj_math_select_d(small, dd, e + 1.0);
     double t = tj_math_select_d(small, a, 1.0) + num / den;
+    t = tj_math_select_d(a != a, a + a, t);
     return tj_math_from_bits_d(tj_math_bits_d(t) | sign);
 }
 
