@@ -235,7 +235,7 @@ static const char *plural(int64_t n) { return n == 1 ? "" : "s"; }
  * values of each output over rows, one per output over columns (tj_kernel_reduce_form). */
 static int64_t block_values(const tj_graph *g, const tj_gnode *nd) {
     int64_t nout, K;
-    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K);
+    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K, NULL);
     return f == TJ_REDUCE_COLS ? nout : nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
 }
 
@@ -772,12 +772,15 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
                 for (int d = 0; d < e.nd; d++) sb_printf(b, d ? ", %lld" : "%lld", (long long)e.st[q][d]);
                 sb_puts(b, "]");
             }
-            int64_t nout, K;
-            bool cols = tj_kernel_loop_reduce(g, k, &nout, &K) == TJ_REDUCE_COLS;
+            int64_t nout, K, n;
+            bool cols = tj_kernel_loop_reduce(g, k, &nout, &K, &n) == TJ_REDUCE_COLS;
             for (int r = 0; r < k->nreduced; r++) {
                 sb_printf(b, "; also the block values of %%%d = %s(%%%d), ", k->reduced[r], tj_ops[g->nodes[k->reduced[r]].op]->name,
                           tj_graph_resolve(g, g->nodes[k->reduced[r]].in[0]));
-                if (cols)
+                if (cols && nout > n)
+                    sb_printf(b, "%lld x %lld columns of %lld, in pieces of %d columns", (long long)(nout / n), (long long)n,
+                              (long long)K, TJ_REDUCE_COLS_PIECE);
+                else if (cols)
                     sb_printf(b, "%lld columns of %lld, in pieces of %d columns", (long long)nout, (long long)K, TJ_REDUCE_COLS_PIECE);
                 else
                     sb_printf(b, "%lld row%s of %lld, blocks of %d", (long long)nout, plural(nout), (long long)K, TJ_REDUCE_BLOCK);
@@ -786,7 +789,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
         }
         case TJ_KERNEL_REDUCE: {
             int64_t nout = 0, K = 0, nb = block_values(g, nd);
-            tj_kernel_reduce_form(g, nd, &nout, &K);
+            tj_kernel_reduce_form(g, nd, &nout, &K, NULL);
             sb_printf(b, "%lld output%s x %lld values", (long long)nout, plural(nout), (long long)K);
             if (k->from_loop >= 0)
                 sb_printf(b, "; %s computed its %lld block value%s: this combines them", low->kernel[k->from_loop].name,

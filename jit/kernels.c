@@ -185,56 +185,59 @@ static void fold_transposes(const tj_graph *g, const bool *live, bool *folded) {
     }
 }
 
-tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K) {
+tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K, int64_t *n) {
+    int64_t cols = 1;
     *nout = *K = 0;
+    if (n) *n = 1;
     if (tj_lower_reduce_inline(g, nd, nout, K)) return TJ_REDUCE_ROWS;
     if (nd->kind != TJ_N_OP || (nd->op != TJ_OP_SUM && nd->op != TJ_OP_MAX)) return TJ_REDUCE_NONE;
     const tj_shape *s = &g->nodes[tj_graph_resolve(g, nd->in[0])].shape;
     bool red[TJ_MAX_DIMS] = {false}, seen = false;
     for (int i = 0; i < nd->attr.red.naxes; i++) red[nd->attr.red.axes[i]] = true;
-    int64_t k = 1, n = 1;
+    int64_t outer = 1, k = 1;
     for (int d = 0; d < s->ndim; d++) {     /* as runtime/ops/reduce.c sorts its axes */
-        if (red[d] && n > 1 && s->dim[d] != 1) return TJ_REDUCE_NONE;     /* reduced, kept, reduced */
-        if (!red[d] && !seen && s->dim[d] != 1) return TJ_REDUCE_NONE;    /* kept before reduced */
+        if (red[d] && cols > 1 && s->dim[d] != 1) return TJ_REDUCE_NONE;     /* reduced, kept, reduced */
         seen = seen || red[d];
-        *(red[d] ? &k : &n) *= s->dim[d];
+        *(red[d] ? &k : seen ? &cols : &outer) *= s->dim[d];
     }
-    if (n < 2 || k > TJ_REDUCE_BLOCK) return TJ_REDUCE_NONE;
-    *nout = n;
+    if (cols < 2 || k > TJ_REDUCE_BLOCK) return TJ_REDUCE_NONE;
+    *nout = outer * cols;
     *K = k;
+    if (n) *n = cols;
     return TJ_REDUCE_COLS;
 }
 
-tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K) {
+tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K, int64_t *n) {
     *nout = *K = 0;
-    return k->nreduced > 0 ? tj_kernel_reduce_form(g, &g->nodes[k->reduced[0]], nout, K) : TJ_REDUCE_NONE;
+    if (n) *n = 1;
+    return k->nreduced > 0 ? tj_kernel_reduce_form(g, &g->nodes[k->reduced[0]], nout, K, n) : TJ_REDUCE_NONE;
 }
 
 /* A loop of dims e can run as rows of `len` elements, row r being elements [r len, (r + 1)
  * len): it runs flat (one dimension), or its rows are that long. Rows of K for rows
- * reduced, of nout for columns. */
+ * reduced, of n (the columns) for columns. */
 static bool rows_fit(const tj_loop_dims *e, int64_t len) {
     return e->nd == 1 || (e->nd == 2 && e->dim[1] == len);
 }
 
-static int64_t row_length(tj_reduce_form f, int64_t nout, int64_t K) { return f == TJ_REDUCE_COLS ? nout : K; }
+static int64_t row_length(tj_reduce_form f, int64_t K, int64_t n) { return f == TJ_REDUCE_COLS ? n : K; }
 
 /* Whether the open loop can compute reduction nd too: one it can compute (its rows or its
  * columns, with at most a block of block values per output to finish) of a value of the
  * loop, whose rows the loop can run as (rows_fit), of the same form and size as the
  * loop's other reductions. A matmul's epilogue computes none. */
 static bool absorbable(const tj_graph *g, const tj_kernel *open, const tj_gnode *nd) {
-    int64_t nout, K, nout0, K0;
-    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K);
+    int64_t nout, K, n, nout0, K0, n0;
+    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K, &n);
     if (first_elementwise(g, open) > 0 || open->nreduced == TJ_LOOP_REDUCE_MAX || f == TJ_REDUCE_NONE || K < 1 ||
         K > TJ_REDUCE_BLOCK * (int64_t)TJ_REDUCE_BLOCK)
         return false;
     if (member(open, tj_kernel_loop_read(g, open, nd->in[0])) < 0) return false;
-    tj_reduce_form f0 = tj_kernel_loop_reduce(g, open, &nout0, &K0);
-    if (open->nreduced > 0 && (f0 != f || nout0 != nout || K0 != K)) return false;
+    tj_reduce_form f0 = tj_kernel_loop_reduce(g, open, &nout0, &K0, &n0);
+    if (open->nreduced > 0 && (f0 != f || nout0 != nout || K0 != K || n0 != n)) return false;
     tj_loop_dims e;
     tj_kernel_loop_dims(g, open, &e);
-    return rows_fit(&e, row_length(f, nout, K));
+    return rows_fit(&e, row_length(f, K, n));
 }
 
 /* Every value e (a flat loop's reads) reads from outside has n elements or one. */
@@ -269,10 +272,10 @@ static bool joins(const tj_graph *g, const tj_kernel *open, int i, const char **
     for (int q = 0; q < nd->nin; q++)
         for (int r = 0; r < open->nreduced; r++)
             if (tj_kernel_view_source(g, nd->in[q]) == open->reduced[r]) return false;
-    int64_t nout, K;
-    tj_reduce_form f = tj_kernel_loop_reduce(g, open, &nout, &K);
+    int64_t nout, K, n;
+    tj_reduce_form f = tj_kernel_loop_reduce(g, open, &nout, &K, &n);
     *why = "the next op would break the rows the loop reduces";
-    return rows_fit(&e, row_length(f, nout, K));
+    return rows_fit(&e, row_length(f, K, n));
 }
 
 /* Whether the open loop stays open past view i. A view of a value the loop does not
@@ -428,16 +431,16 @@ static bool try_recompute(const tj_graph *g, const bool *live, const tj_kernel *
     memcpy(t.ops + t.nrecomputed, k2->ops + k2->nrecomputed, sizeof(int) * (size_t)(k2->nops - k2->nrecomputed));
     t.nops = t.nrecomputed + k2->nops - k2->nrecomputed;
     tj_kernel_loop_dims(g, &t, &e);
-    int64_t added = 0, nout, K;
+    int64_t added = 0, nout, K, ncol;
     for (int j = 0; j < e.nin; j++) {
         bool had = false;
         for (int q = 0; q < before.nin; q++) had = had || before.in[q] == e.in[j];
         if (!had && g->nodes[e.in[j]].numel > 1)    /* a scalar is one load */
             added += g->nodes[e.in[j]].numel * (int64_t)tj_dtype_size(g->nodes[e.in[j]].dtype);
     }
-    tj_reduce_form f = tj_kernel_loop_reduce(g, &t, &nout, &K);
+    tj_reduce_form f = tj_kernel_loop_reduce(g, &t, &nout, &K, &ncol);
     if (added > g->nodes[x].numel * (int64_t)tj_dtype_size(g->nodes[x].dtype) || e.nin > TJ_GROUP_MAX_IN ||
-        (tj_kernel_loop_flat(g, &t) && !flat_reads(g, &e, nd->numel)) || (f != TJ_REDUCE_NONE && !rows_fit(&e, row_length(f, nout, K))))
+        (tj_kernel_loop_flat(g, &t) && !flat_reads(g, &e, nd->numel)) || (f != TJ_REDUCE_NONE && !rows_fit(&e, row_length(f, K, ncol))))
         return false;
     *k2 = t;
     return true;
@@ -526,11 +529,11 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
             ks[k].range = nd->numel / (m * n) * tj_blas_pieces(m, n, &pm, &pn);   /* m, n > 0: matmul_direct */
         }
         if (tj_kernel_kind_of(g, nd) != TJ_KERNEL_LOOP || nd->numel == 0) continue;
-        int64_t nout, K;
-        tj_reduce_form f = tj_kernel_loop_reduce(g, &ks[k], &nout, &K);
+        int64_t nout, K, n;
+        tj_reduce_form f = tj_kernel_loop_reduce(g, &ks[k], &nout, &K, &n);
         if (f != TJ_REDUCE_NONE) {  /* whole blocks of its rows, or pieces of its columns */
             int64_t per = f == TJ_REDUCE_COLS ? K * TJ_REDUCE_COLS_PIECE : K < TJ_REDUCE_BLOCK ? K : TJ_REDUCE_BLOCK;
-            ks[k].range = f == TJ_REDUCE_COLS ? (nout + TJ_REDUCE_COLS_PIECE - 1) / TJ_REDUCE_COLS_PIECE
+            ks[k].range = f == TJ_REDUCE_COLS ? nout / n * ((n + TJ_REDUCE_COLS_PIECE - 1) / TJ_REDUCE_COLS_PIECE)
                                               : nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
             ks[k].grain = (16384 + per - 1) / per;
             continue;

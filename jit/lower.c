@@ -431,7 +431,7 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     const int L = TJ_REDUCE_LANES;
     int64_t nout, K;
-    tj_kernel_loop_reduce(g, k, &nout, &K);
+    tj_kernel_loop_reduce(g, k, &nout, &K, NULL);
     int64_t nb = (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
     loopio io;
     loop_io(c, k, stored, L, &io);
@@ -464,9 +464,9 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
     loop_end(c, &blk, cint(c, 1));
 }
 
-/* A fused loop that also computes column reductions of its values (TJ_REDUCE_COLS: K rows
- * of n): over pieces [lo, hi) of TJ_REDUCE_COLS_PIECE columns, each running its K rows in
- * order, a row's columns in vectors of the machine's lanes, the last ones under a mask. Row k's
+/* A fused loop that also computes column reductions of its values (TJ_REDUCE_COLS: for each
+ * outer index o, K rows of n): over pieces [lo, hi) of TJ_REDUCE_COLS_PIECE columns of
+ * each o, each running its K rows in order, a row's columns in vectors of the machine's lanes, the last ones under a mask. Row k's
  * values go into lane k mod 16 of their columns' accumulators (acc[lane][column], on the
  * stack), as math/reduce.h's column form does; then the fixed tree over the lanes leaves
  * each column's value in acc[0], which goes to the reduction's scratch. */
@@ -475,9 +475,10 @@ _Static_assert(TJ_REDUCE_COLS_PIECE % TJ_REDUCE_LANES == 0, "a piece is whole ve
 static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     const int64_t L = TJ_REDUCE_LANES;
-    int64_t n, K;
-    tj_kernel_loop_reduce(g, k, &n, &K);
+    int64_t nout, K, n;
+    tj_kernel_loop_reduce(g, k, &nout, &K, &n);
     int64_t P = n < TJ_REDUCE_COLS_PIECE ? (n + L - 1) / L * L : TJ_REDUCE_COLS_PIECE;   /* the columns a piece holds */
+    int64_t npieces = (n + TJ_REDUCE_COLS_PIECE - 1) / TJ_REDUCE_COLS_PIECE;             /* of each outer index */
     loopio io;
     loop_io(c, k, stored, loop_lanes(c, k), &io);
     int64_t w = io.lanes;
@@ -485,7 +486,9 @@ static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
     accumulators(c, k, LLVMArrayType, (unsigned)(L * P), a);
     LLVMValueRef val[TJ_GROUP_MAX];
     loop pc = loop_begin(c, LLVMGetParam(c->fn, 2), LLVMGetParam(c->fn, 3), "piece");
-    LLVMValueRef j0 = LLVMBuildMul(c->b, pc.iv, cint(c, TJ_REDUCE_COLS_PIECE), ""), j1 = LLVMBuildAdd(c->b, j0, cint(c, P), "");
+    LLVMValueRef o = LLVMBuildSDiv(c->b, pc.iv, cint(c, npieces), "outer");      /* rows o K .. o K + K - 1 */
+    LLVMValueRef j0 = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, pc.iv, cint(c, npieces), ""), cint(c, TJ_REDUCE_COLS_PIECE), "");
+    LLVMValueRef j1 = LLVMBuildAdd(c->b, j0, cint(c, P), "");
     j1 = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, j1, cint(c, n), ""), j1, cint(c, n), "");
     LLVMValueRef vec_end = LLVMBuildSub(c->b, j1, LLVMBuildSRem(c->b, LLVMBuildSub(c->b, j1, j0, ""), cint(c, w), ""), "");
     loop q = loop_begin(c, cint(c, 0), cint(c, L * P), "identity");   /* every accumulator at the identity */
@@ -493,7 +496,7 @@ static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
         store(c, tj_lower_reduce_identity(c->mod, a[r].is_max, a[r].red->dtype), gep(c, a[r].et, a[r].slot, q.iv), a[r].align);
     loop_end(c, &q, cint(c, L));
     loop rk = loop_begin(c, cint(c, 0), cint(c, K), "row");
-    row_at(c, &io, rk.iv, n);
+    row_at(c, &io, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, o, cint(c, K), ""), rk.iv, ""), n);
     LLVMValueRef lane = LLVMBuildMul(c->b, LLVMBuildSRem(c->b, rk.iv, cint(c, L), ""), cint(c, P), "");
     LLVMValueRef at[TJ_LOOP_REDUCE_MAX];
     loop l = loop_begin(c, j0, vec_end, "vec");
@@ -520,10 +523,11 @@ static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
                                                  load(c, a[r].vt, pb, a[r].align)), pa, a[r].align);
             }
     loop_end(c, &t, cint(c, L));
-    loop oj = loop_begin(c, j0, j1, "out");                       /* acc[0]: the columns' values */
+    LLVMValueRef out = LLVMBuildMul(c->b, o, cint(c, n), "");   /* acc[0]: the columns' values, at o n + j */
+    loop oj = loop_begin(c, j0, j1, "out");
     for (int r = 0; r < k->nreduced; r++)
         store(c, load(c, a[r].et, gep(c, a[r].et, a[r].slot, LLVMBuildSub(c->b, oj.iv, j0, "")), a[r].align),
-              gep(c, a[r].et, a[r].scratch, oj.iv), a[r].align);
+              gep(c, a[r].et, a[r].scratch, LLVMBuildAdd(c->b, out, oj.iv, "")), a[r].align);
     loop_end(c, &oj, cint(c, 1));
     loop_end(c, &pc, cint(c, 1));
 }
@@ -670,7 +674,7 @@ static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored)
 static void lower_reduce(lctx *c, const tj_kernel *k) {
     const tj_gnode *nd = &c->g->nodes[k->node];
     int64_t nout, K;
-    tj_reduce_form f = tj_kernel_reduce_form(c->g, nd, &nout, &K);
+    tj_reduce_form f = tj_kernel_reduce_form(c->g, nd, &nout, &K, NULL);
     LLVMValueRef idx = cint(c, k->node);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     if (k->from_loop >= 0)   /* at most TJ_REDUCE_BLOCK an output (kernels.c): no scratch needed */
@@ -749,7 +753,7 @@ int tj_lower(const tj_graph *g, const bool *live, const char *name, int lanes, i
         c.calls = LLVMGetParam(c.fn, 1);
         LLVMPositionBuilderAtEnd(c.b, LLVMAppendBasicBlockInContext(c.ctx, c.fn, "entry"));
         int64_t nout, K;
-        tj_reduce_form rf = tj_kernel_loop_reduce(g, k, &nout, &K);
+        tj_reduce_form rf = tj_kernel_loop_reduce(g, k, &nout, &K, NULL);
         switch (tj_kernel_kind_at(g, k)) {
         case TJ_KERNEL_LOOP:
             (rf == TJ_REDUCE_ROWS ? lower_loop_rows : rf == TJ_REDUCE_COLS ? lower_loop_cols : lower_loop)(&c, k, stored);

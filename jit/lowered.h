@@ -96,16 +96,18 @@ typedef struct tj_loop_dims {
 void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e);
 /* How a loop can compute reduction nd (nout outputs of K values each; 0, 0 for NONE): ROWS,
  * a sum/max over trailing axes (tj_lower_reduce_inline), output r reducing the elements
- * [r K, (r + 1) K) in row-major order; COLS, a sum/max over leading axes (size-1 dims aside)
- * of K <= TJ_REDUCE_BLOCK rows of nout > 1 columns, output j reducing the elements j,
- * nout + j, ... (math/reduce.h's column form). A loop that computes COLS reductions runs
- * over pieces of TJ_REDUCE_COLS_PIECE columns, each piece all its K rows, in order. */
+ * [r K, (r + 1) K) in row-major order; COLS, a sum/max over axes in the middle (size-1
+ * dims aside) of an input seen as (outer, K, *n) with K <= TJ_REDUCE_BLOCK and *n > 1 (the
+ * columns; 1 for ROWS; n may be NULL): output (o, j) reduces the elements o K n + j,
+ * o K n + n + j, ... (math/reduce.h's column form, as runtime/ops/reduce.c runs it). A loop
+ * that computes COLS reductions runs over pieces of TJ_REDUCE_COLS_PIECE columns of each
+ * o, each piece all its K rows, in order. */
 typedef enum { TJ_REDUCE_NONE, TJ_REDUCE_ROWS, TJ_REDUCE_COLS } tj_reduce_form;
 #define TJ_REDUCE_COLS_PIECE 256
-tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K);
+tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K, int64_t *n);
 /* The form of loop k's reductions, all of one form and size (NONE: it computes none). Its
- * loop nest is one dimension, or two with rows of K (ROWS) or nout (COLS) elements. */
-tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K);
+ * loop nest is one dimension, or two with rows of K (ROWS) or n (COLS) elements. */
+tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K, int64_t *n);
 /* Loop k runs flat: its ops have several shapes (of one numel), through views. */
 bool tj_kernel_loop_flat(const tj_graph *g, const tj_kernel *k);
 /* The same over the kernel's shape as it is (nd its rank, no dim dropped or merged): how a

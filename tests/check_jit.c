@@ -1260,17 +1260,17 @@ START_TEST(test_loop_computes_row_reductions) {
 END_TEST
 
 /* Reductions over leading axes (a bias gradient's column sums) are computed in the loop
- * that makes their input, in pieces of columns: x and h (K..., n), bias (n,), reduced over
- * every axis but the last:
+ * that makes their input, in pieces of columns: x and h (K..., n) or (outer, K, n), bias
+ * (n,), reduced over all but the last axis, or over the middle one:
  *   out0 = sum(where(h > 0, x, 0) * bias)  and  out1 = max(x * 2): both in one loop over
  *   rows of n (the bias is broadcast along them). Past a block of rows (4096) a reduction
  *   is a call of its kernel, reading its stored input, and ends the loop (four kernels). */
-static int cols_naxes;
+static int cols_naxes, cols_first;   /* the reduced axes: [first, first + naxes) */
 
 static int cols_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_tensor **out) {
     (void)user; (void)n_in; (void)n_out;
     tj_tensor *x = in[0], *h = in[1];
-    int axes[2] = {0, 1};
+    int axes[2] = {cols_first, cols_first + 1};
     tj_tensor *zero = tj_cast(tj_scalar(0), tj_tensor_dtype(x)), *two = tj_cast(tj_scalar(2), tj_tensor_dtype(x));
     out[0] = tj_sum(tj_mul(tj_where(tj_greater(h, zero), x, zero), in[2]), cols_naxes, axes, false);
     out[1] = tj_max(tj_mul(x, two), cols_naxes, axes, false);
@@ -1278,22 +1278,28 @@ static int cols_step(void *user, int n_in, tj_tensor *const *in, int n_out, tj_t
 }
 
 /* Row counts around a group (16) and a block (4096), column counts around the vector widths
- * and the 256-column pieces, f32 and f64, 1 and 2 threads: compiled == eager bit for bit; the
- * fusion dump shows both reductions in the loop (three kernels: the loop, two ends). */
+ * and the 256-column pieces, reduced axes first or in the middle (then each outer index has
+ * its own columns), f32 and f64, 1 and 2 threads: compiled == eager bit for bit; the fusion
+ * dump shows both reductions in the loop (three kernels: the loop, two ends). */
 START_TEST(test_loop_computes_column_reductions) {
-    static const int64_t shapes[][3] = {{1, 2, 0}, {15, 16, 0}, {16, 17, 0}, {17, 64, 0}, {128, 512, 0}, {33, 65, 0},
-                                        {4096, 3, 0}, {4097, 5, 0}, {3, 1000, 0}, {2, 3, 70}, {40, 129, 0}};
+    static const struct { int64_t dim[3]; int first, naxes; } cases[] = {
+        {{1, 2, 0}, 0, 1},    {{15, 16, 0}, 0, 1}, {{16, 17, 0}, 0, 1},  {{17, 64, 0}, 0, 1},  {{128, 512, 0}, 0, 1},
+        {{33, 65, 0}, 0, 1},  {{4096, 3, 0}, 0, 1}, {{4097, 5, 0}, 0, 1}, {{3, 1000, 0}, 0, 1}, {{2, 3, 70}, 0, 2},
+        {{40, 129, 0}, 0, 1}, {{3, 5, 20}, 1, 1},  {{2, 17, 300}, 1, 1}, {{4, 33, 16}, 1, 1}, {{5, 1, 7}, 1, 1}};
     for (int d = 0; d < 2; d++)
-        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             tj_dtype dt = d ? TJ_F64 : TJ_F32;
-            bool three = shapes[c][2] > 0;
-            cols_naxes = three ? 2 : 1;
-            int64_t K = three ? shapes[c][0] * shapes[c][1] : shapes[c][0], n = three ? shapes[c][2] : shapes[c][1];
-            char what[96];
-            shape_what(what, sizeof what, dt, shapes[c], cols_naxes);
+            const int64_t *dim = cases[c].dim;
+            bool three = dim[2] > 0;
+            cols_first = cases[c].first;
+            cols_naxes = cases[c].naxes;
+            int64_t K = dim[cols_first] * (cols_naxes == 2 ? dim[cols_first + 1] : 1), n = three ? dim[2] : dim[1];
+            char what[112];
+            shape_what(what, sizeof what, dt, dim, cols_naxes);
+            snprintf(what + strlen(what), sizeof what - strlen(what), " from axis %d", cols_first);
             tj_scope_begin();
             tj_seed(c + 40);
-            tj_shape xs = three ? TJ_SHAPE(shapes[c][0], shapes[c][1], shapes[c][2]) : TJ_SHAPE(shapes[c][0], shapes[c][1]);
+            tj_shape xs = three ? TJ_SHAPE(dim[0], dim[1], dim[2]) : TJ_SHAPE(dim[0], dim[1]);
             tj_tensor *in[3] = {normal_dt(dt, xs), normal_dt(dt, xs), normal_dt(dt, TJ_SHAPE(n))};
             int kernels, in_loops;
             char *fusion = fusion_of(cols_step, 3, in, 2, what, &kernels, &in_loops);
@@ -1303,6 +1309,7 @@ START_TEST(test_loop_computes_column_reductions) {
             tj_scope_end();
         }
     cols_naxes = 1;
+    cols_first = 0;
 }
 END_TEST
 
