@@ -707,7 +707,7 @@ static void fusion_text(sbuf *b, const tj_graph *g, const bool *live, const tj_l
     int views = 0;
     for (int i = 0; i < g->n; i++) views += live[i] && tj_lower_is_view(&g->nodes[i]) && g->nodes[i].replaced_by < 0;
     sb_puts(b, "# tapejit fusion groups: the kernels of the compiled step, in the order step runs them.\n"
-               "# kinds: vector loop (elementwise, explicit vectors + scalar tail; it may also compute sums\n"
+               "# kinds: vector loop (elementwise, explicit vectors + a masked one; it may also compute sums\n"
                "# and maxes of its values, over rows block by block or over columns in pieces of columns),\n"
                "# reduction (canonical order; after such a loop, it combines the loop's block values),\n"
                "# small matmul (inline vectors across n, in the order of ops/matmul_small.h; an operand that is a\n"

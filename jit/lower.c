@@ -324,9 +324,6 @@ static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef
     op_values(c, k, 0, &io->e, in_val, vec ? io->lanes : 1, row_out, iv, val);
 }
 
-/* A fused loop: outer dims as scalar loops (the outermost over [lo, hi), a piece of the
- * work), the innermost as vectors + a scalar tail. Values used only in the loop stay in
- * registers, the others are stored (stored[]). */
 /* The lanes of loop k's vectors: the machine's f32 lanes, half as many if it computes or
  * reads any f64 (at least one). */
 static int loop_lanes(const lctx *c, const tj_kernel *k) {
@@ -340,6 +337,9 @@ static int loop_lanes(const lctx *c, const tj_kernel *k) {
     return w > 0 ? w : 1;
 }
 
+/* A fused loop: outer dims as scalar loops (the outermost over [lo, hi), a piece of the
+ * work), the innermost as vectors and, for the rest of a row, one vector under a lane mask.
+ * Values used only in the loop stay in registers, the others are stored (stored[]). */
 static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     if (g->nodes[k->node].numel == 0) return;
