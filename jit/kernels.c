@@ -1,10 +1,11 @@
 /* kernels.c: how each live node becomes a kernel: a view (no code), an elementwise vector
- * loop, an inline reduction, an inline small matmul (reading transposes in place; the
- * elementwise ops after it are its epilogue), a direct BLAS call (with its epilogue on
- * each piece of each batch) or a call of the op's eager kernel, and the loop nest of
- * elementwise kernels (one flat dimension for a loop through reshapes, whose ops read views
- * of its values in registers). One place, used by the lowering (lower.c) and the dumps
- * (dump.c); plain C, no LLVM. */
+ * loop (which may also compute reductions of its values over rows or columns, and compute
+ * again cheap values of an earlier loop instead of loading them), an inline reduction, an
+ * inline small matmul (reading transposes in place; the elementwise ops after it are its
+ * epilogue), a direct BLAS call (with its epilogue on each piece of each batch) or a call
+ * of the op's eager kernel, and the loop nest of elementwise kernels (one flat dimension
+ * for a loop through reshapes, whose ops read views of its values in registers). One
+ * place, used by the lowering (lower.c) and the dumps (dump.c); plain C, no LLVM. */
 #include "lowered.h"
 #include "matmul_small.h"
 #include "math/reduce.h"

@@ -2,7 +2,8 @@
  * i's data (parameters, state and constants are filled in by the caller; views share
  * their input's pointer). Elementwise nodes become explicit vector loops whose arithmetic
  * mirrors the eager kernels (runtime/ops/<op>.c and math/tj_math.h via lower_math.c)
- * operation by operation, as do reductions (lower_reduce.c) and small matmuls
+ * operation by operation, as do reductions (lower_reduce.c, or in the loop that makes
+ * their input: lower_loop_rows, lower_loop_cols) and small matmuls
  * (lower_matmul.c, with the elementwise ops after them on each tile); larger matmuls call
  * BLAS (by pieces, each followed by the elementwise ops after it on that piece); every
  * other op calls its own eager kernel through tj_jit_call(calls[i]), so the
