@@ -172,9 +172,9 @@ int tj_buffer_plan(const tj_graph *g, const bool *live, const tj_lowered *low, b
         bool filled = first[i] < nk && low->kernel[first[i]].from_loop >= 0;
         int from = filled ? low->kernel[first[i]].from_loop : first[i];
         tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K, NULL);
-        int64_t per = f == TJ_REDUCE_COLS ? 1 : (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
         if (f == TJ_REDUCE_ROWS || filled)
-            bs[nb++] = (buf){i, true, round64(per * (filled ? nout : 1) * (int64_t)tj_dtype_size(nd->dtype)), 0, from, first[i]};
+            bs[nb++] = (buf){i, true, round64(tj_kernel_reduce_blocks(g, nd) * (filled ? nout : 1) * (int64_t)tj_dtype_size(nd->dtype)),
+                             0, from, first[i]};
     }
     if (!share)
         for (int i = 0; i < nb; i++) { bs[i].first = 0; bs[i].last = nk; }   /* every life overlaps */

@@ -235,8 +235,8 @@ static const char *plural(int64_t n) { return n == 1 ? "" : "s"; }
  * values of each output over rows, one per output over columns (tj_kernel_reduce_form). */
 static int64_t block_values(const tj_graph *g, const tj_gnode *nd) {
     int64_t nout, K;
-    tj_reduce_form f = tj_kernel_reduce_form(g, nd, &nout, &K, NULL);
-    return f == TJ_REDUCE_COLS ? nout : nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+    tj_kernel_reduce_form(g, nd, &nout, &K, NULL);
+    return nout * tj_kernel_reduce_blocks(g, nd);
 }
 
 static const char *dt_short(tj_dtype dt) {

@@ -208,6 +208,16 @@ tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int6
     return TJ_REDUCE_COLS;
 }
 
+int64_t tj_kernel_reduce_blocks(const tj_graph *g, const tj_gnode *nd) {
+    int64_t nout, K;
+    switch (tj_kernel_reduce_form(g, nd, &nout, &K, NULL)) {
+    case TJ_REDUCE_ROWS: return (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+    case TJ_REDUCE_COLS: return 1;
+    case TJ_REDUCE_NONE: break;
+    }
+    return 0;
+}
+
 tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K, int64_t *n) {
     *nout = *K = 0;
     if (n) *n = 1;
@@ -535,7 +545,7 @@ static void split_ranges(const tj_graph *g, tj_kernel *ks, int nk) {
         if (f != TJ_REDUCE_NONE) {  /* whole blocks of its rows, or pieces of its columns */
             int64_t per = f == TJ_REDUCE_COLS ? K * TJ_REDUCE_COLS_PIECE : K < TJ_REDUCE_BLOCK ? K : TJ_REDUCE_BLOCK;
             ks[k].range = f == TJ_REDUCE_COLS ? nout / n * ((n + TJ_REDUCE_COLS_PIECE - 1) / TJ_REDUCE_COLS_PIECE)
-                                              : nout * ((K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+                                              : nout * tj_kernel_reduce_blocks(g, &g->nodes[ks[k].reduced[0]]);
             ks[k].grain = (16384 + per - 1) / per;
             continue;
         }

@@ -228,9 +228,18 @@ typedef struct loopio {
     LLVMValueRef outb[TJ_GROUP_MAX], oofs;   /* stored values' buffers (else NULL), row offset */
 } loopio;
 
+/* lanes: the vectors' lanes, or 0 for the machine's f32 lanes, half as many if the loop
+ * computes or reads any f64 (at least one) */
 static void loop_io(lctx *c, const tj_kernel *k, const bool *stored, int lanes, loopio *io) {
     const tj_graph *g = c->g;
     tj_kernel_loop_dims(g, k, &io->e);
+    if (lanes == 0) {
+        bool wide = false;
+        for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
+        for (int j = 0; j < io->e.nin; j++) wide = wide || g->nodes[io->e.in[j]].dtype == TJ_F64;
+        lanes = wide ? c->lanes / 2 : c->lanes;
+        if (lanes < 1) lanes = 1;
+    }
     io->lanes = lanes;
     for (int j = 0; j < io->e.nin; j++) {
         tj_dtype dt = g->nodes[io->e.in[j]].dtype;
@@ -259,21 +268,6 @@ static LLVMValueRef first_lanes(lctx *c, LLVMValueRef n, int w) {
     for (int l = 0; l < w; l++) idx[l] = LLVMConstInt(c->i32, (unsigned long long)l, 0);
     LLVMValueRef n32 = splat_value(c, LLVMBuildTrunc(c->b, n, c->i32, ""), w);
     return LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(idx, (unsigned)w), n32, "");
-}
-
-/* if (cond) { ... }: positions the builder in the then-block; returns the block after it,
- * for if_end. */
-static LLVMBasicBlockRef if_begin(lctx *c, LLVMValueRef cond, const char *name) {
-    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
-    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "after");
-    LLVMBuildCondBr(c->b, cond, then, after);
-    LLVMPositionBuilderAtEnd(c->b, then);
-    return after;
-}
-
-static void if_end(lctx *c, LLVMBasicBlockRef after) {
-    LLVMBuildBr(c->b, after);
-    LLVMPositionBuilderAtEnd(c->b, after);
 }
 
 /* At a row's start: each input's pointer, and the one value of an input broadcast along it. */
@@ -325,17 +319,25 @@ static void elements(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef
     op_values(c, k, 0, &io->e, in_val, vec ? io->lanes : 1, row_out, iv, val);
 }
 
-/* The lanes of loop k's vectors: the machine's f32 lanes, half as many if it computes or
- * reads any f64 (at least one). */
-static int loop_lanes(const lctx *c, const tj_kernel *k) {
-    const tj_graph *g = c->g;
-    tj_loop_dims e;
-    tj_kernel_loop_dims(g, k, &e);
-    bool wide = false;
-    for (int m = 0; m < k->nops; m++) wide = wide || g->nodes[k->ops[m]].dtype == TJ_F64;
-    for (int j = 0; j < e.nin; j++) wide = wide || g->nodes[e.in[j]].dtype == TJ_F64;
-    int w = wide ? c->lanes / 2 : c->lanes;
-    return w > 0 ? w : 1;
+/* The rest of a row, [from, to) with fewer than w elements, if any, as one vector of w under
+ * a lane mask (c->mask, which vload and vstore obey): opens a block that runs only then, and
+ * there computes every op of the loop (val[m], as elements). tail_end closes it. */
+static LLVMBasicBlockRef tail_begin(lctx *c, const tj_kernel *k, const loopio *io, LLVMValueRef from, LLVMValueRef to, int w,
+                                    LLVMValueRef *val) {
+    LLVMValueRef rest = LLVMBuildSub(c->b, to, from, "");
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tail");
+    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "after");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), then, after);
+    LLVMPositionBuilderAtEnd(c->b, then);
+    c->mask = first_lanes(c, rest, w);
+    elements(c, k, io, from, true, val);
+    return after;
+}
+
+static void tail_end(lctx *c, LLVMBasicBlockRef after) {
+    c->mask = NULL;
+    LLVMBuildBr(c->b, after);
+    LLVMPositionBuilderAtEnd(c->b, after);
 }
 
 /* A fused loop: outer dims as scalar loops (the outermost over [lo, hi), a piece of the
@@ -345,7 +347,7 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     const tj_graph *g = c->g;
     if (g->nodes[k->node].numel == 0) return;
     loopio io;
-    loop_io(c, k, stored, loop_lanes(c, k), &io);
+    loop_io(c, k, stored, 0, &io);
     const tj_loop_dims *e = &io.e;
     int lanes = io.lanes;
     int64_t inner = e->dim[e->nd - 1];
@@ -368,12 +370,7 @@ static void lower_loop(lctx *c, const tj_kernel *k, const bool *stored) {
     loop l = loop_begin(c, from, vec_end, "vec");
     elements(c, k, &io, l.iv, true, val);
     loop_end(c, &l, cint(c, lanes));
-    LLVMValueRef rest = LLVMBuildSub(c->b, to, vec_end, "");      /* fewer than lanes: one masked vector */
-    LLVMBasicBlockRef after = if_begin(c, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), "tail");
-    c->mask = first_lanes(c, rest, lanes);
-    elements(c, k, &io, vec_end, true, val);
-    c->mask = NULL;
-    if_end(c, after);
+    tail_end(c, tail_begin(c, k, &io, vec_end, to, lanes, val));
     for (int d = e->nd - 2; d >= 0; d--) loop_end(c, &outer[d], cint(c, 1));
 }
 
@@ -433,7 +430,7 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
     const int L = TJ_REDUCE_LANES;
     int64_t nout, K;
     tj_kernel_loop_reduce(g, k, &nout, &K, NULL);
-    int64_t nb = (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK;
+    int64_t nb = tj_kernel_reduce_blocks(g, &g->nodes[k->reduced[0]]);
     loopio io;
     loop_io(c, k, stored, L, &io);
     acc a[TJ_LOOP_REDUCE_MAX];
@@ -451,13 +448,9 @@ static void lower_loop_rows(lctx *c, const tj_kernel *k, const bool *stored) {
     elements(c, k, &io, l.iv, true, val);
     accumulate(c, k, a, val, NULL, NULL);
     loop_end(c, &l, cint(c, L));
-    LLVMValueRef rest = LLVMBuildSub(c->b, end, vec_end, "");   /* fewer than 16 */
-    LLVMBasicBlockRef after = if_begin(c, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), "tail");
-    c->mask = first_lanes(c, rest, L);
-    elements(c, k, &io, vec_end, true, val);
+    LLVMBasicBlockRef after = tail_begin(c, k, &io, vec_end, end, L, val);   /* fewer than 16 */
     accumulate(c, k, a, val, NULL, c->mask);
-    c->mask = NULL;
-    if_end(c, after);
+    tail_end(c, after);
     for (int r = 0; r < k->nreduced; r++) {
         LLVMValueRef v = tj_lower_reduce_tree(c->mod, c->b, a[r].is_max, a[r].red->dtype, load(c, a[r].vt, a[r].slot, a[r].align));
         store(c, v, gep(c, elem_type(c, a[r].red->dtype), a[r].scratch, blk.iv), a[r].align);
@@ -481,7 +474,7 @@ static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
     int64_t P = n < TJ_REDUCE_COLS_PIECE ? (n + L - 1) / L * L : TJ_REDUCE_COLS_PIECE;   /* the columns a piece holds */
     int64_t npieces = (n + TJ_REDUCE_COLS_PIECE - 1) / TJ_REDUCE_COLS_PIECE;             /* of each outer index */
     loopio io;
-    loop_io(c, k, stored, loop_lanes(c, k), &io);
+    loop_io(c, k, stored, 0, &io);
     int64_t w = io.lanes;
     acc a[TJ_LOOP_REDUCE_MAX];
     accumulators(c, k, LLVMArrayType, (unsigned)(L * P), a);
@@ -505,14 +498,10 @@ static void lower_loop_cols(lctx *c, const tj_kernel *k, const bool *stored) {
     for (int r = 0; r < k->nreduced; r++) at[r] = gep(c, a[r].et, a[r].slot, LLVMBuildAdd(c->b, lane, LLVMBuildSub(c->b, l.iv, j0, ""), ""));
     accumulate(c, k, a, val, at, NULL);
     loop_end(c, &l, cint(c, w));
-    LLVMValueRef rest = LLVMBuildSub(c->b, j1, vec_end, "");    /* fewer than w columns */
-    LLVMBasicBlockRef after = if_begin(c, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cint(c, 0), ""), "tail");
-    c->mask = first_lanes(c, rest, (int)w);
-    elements(c, k, &io, vec_end, true, val);
+    LLVMBasicBlockRef after = tail_begin(c, k, &io, vec_end, j1, (int)w, val);   /* fewer than w columns */
     for (int r = 0; r < k->nreduced; r++) at[r] = gep(c, a[r].et, a[r].slot, LLVMBuildAdd(c->b, lane, LLVMBuildSub(c->b, vec_end, j0, ""), ""));
     accumulate(c, k, a, val, at, c->mask);
-    c->mask = NULL;
-    if_end(c, after);
+    tail_end(c, after);
     loop_end(c, &rk, cint(c, 1));
     loop t = loop_begin(c, cint(c, 0), cint(c, P), "tree");     /* the tree, 16 columns at a time */
     for (int r = 0; r < k->nreduced; r++)
@@ -675,12 +664,12 @@ static void lower_blas_epilogue(lctx *c, const tj_kernel *k, const bool *stored)
 static void lower_reduce(lctx *c, const tj_kernel *k) {
     const tj_gnode *nd = &c->g->nodes[k->node];
     int64_t nout, K;
-    tj_reduce_form f = tj_kernel_reduce_form(c->g, nd, &nout, &K, NULL);
+    tj_kernel_reduce_form(c->g, nd, &nout, &K, NULL);
     LLVMValueRef idx = cint(c, k->node);
     LLVMValueRef scratch = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildGEP2(c->b, c->ptr, c->calls, &idx, 1, ""), "");
     if (k->from_loop >= 0)   /* at most TJ_REDUCE_BLOCK an output (kernels.c): no scratch needed */
         tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, scratch, buf_ptr(c, k->node), NULL, nout,
-                        f == TJ_REDUCE_COLS ? 1 : (K + TJ_REDUCE_BLOCK - 1) / TJ_REDUCE_BLOCK);
+                        tj_kernel_reduce_blocks(c->g, nd));
     else
         tj_lower_reduce(c->mod, c->b, c->fn, nd->op == TJ_OP_MAX, nd->dtype, buf_ptr(c, tj_graph_resolve(c->g, nd->in[0])),
                         buf_ptr(c, k->node), scratch, nout, K);

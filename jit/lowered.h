@@ -105,6 +105,9 @@ void tj_kernel_loop_dims(const tj_graph *g, const tj_kernel *k, tj_loop_dims *e)
 typedef enum { TJ_REDUCE_NONE, TJ_REDUCE_ROWS, TJ_REDUCE_COLS } tj_reduce_form;
 #define TJ_REDUCE_COLS_PIECE 256
 tj_reduce_form tj_kernel_reduce_form(const tj_graph *g, const tj_gnode *nd, int64_t *nout, int64_t *K, int64_t *n);
+/* The block values a loop that computes reduction nd leaves for each of its outputs:
+ * ceil(K / TJ_REDUCE_BLOCK) over rows, 1 over columns (0 for NONE). */
+int64_t tj_kernel_reduce_blocks(const tj_graph *g, const tj_gnode *nd);
 /* The form of loop k's reductions, all of one form and size (NONE: it computes none). Its
  * loop nest is one dimension, or two with rows of K (ROWS) or n (COLS) elements. */
 tj_reduce_form tj_kernel_loop_reduce(const tj_graph *g, const tj_kernel *k, int64_t *nout, int64_t *K, int64_t *n);
